@@ -1,0 +1,369 @@
+//! The CPU backend: a persistent worker pool and the executor that runs one optimizer step for
+//! a list of parameters as one parallel sweep.
+//!
+//! Work is cut into fixed chunks of whole 256-element blocks, independent of the thread count;
+//! reductions are combined in chunk order. So every output bit is the same for any number of
+//! threads (rule 16).
+
+pub mod kernels;
+pub mod math;
+
+use std::sync::{Arc, RwLock};
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::clipping::{percentile_scale, update_scale};
+use crate::dtype::{Dtype, Element};
+use crate::error::{Error, Result};
+use crate::scalars::StepScalars;
+use crate::state::{HostState, Moments};
+use kernels::Partial;
+
+/// Elements per work item: 64 blocks (64 KiB of fp32 gradient), large enough to amortise
+/// scheduling, small enough to balance a step over a few large tensors.
+const CHUNK: usize = 64 * crate::config::BLOCKSIZE as usize;
+
+static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("adam8bit-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::OutOfMemory(format!("cannot start {threads} worker threads: {e}")))
+}
+
+fn pool() -> Result<Arc<rayon::ThreadPool>> {
+    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return Ok(p.clone());
+    }
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        *slot = Some(build_pool(default_threads())?);
+    }
+    Ok(slot.as_ref().expect("just set").clone())
+}
+
+/// Sets the worker count; 0 restores the default (the cores this process may use). Steps
+/// already running finish on the old pool.
+pub fn set_num_threads(threads: u32) -> Result<()> {
+    let threads = if threads == 0 {
+        default_threads()
+    } else {
+        threads as usize
+    };
+    let new = build_pool(threads)?;
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(new);
+    Ok(())
+}
+
+pub fn num_threads() -> Result<usize> {
+    Ok(pool()?.current_num_threads())
+}
+
+/// One parameter's share of a step, as the optimizer hands it over.
+pub struct Job<'a> {
+    pub dtype: Dtype,
+    pub numel: usize,
+    pub param: *mut u8,
+    pub grad: *const u8,
+    pub state: &'a mut HostState,
+    pub scalars: StepScalars,
+    pub t: u64,
+    /// `Some(percentile)` when percentile clipping is on.
+    pub percentile: Option<i32>,
+    /// 0 when off.
+    pub max_unorm: f64,
+    pub skip_zeros: bool,
+}
+
+/// What a step reports per parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Outcome {
+    pub nonfinite: u64,
+    pub gnorm_scale: f32,
+}
+
+/// The raw, `Copy` view of a job that worker threads share. Each work item touches only its
+/// own element range of these arrays, so concurrent items never alias.
+#[derive(Clone, Copy)]
+struct View {
+    dtype: Dtype,
+    param: *mut u8,
+    grad: *const u8,
+    moments: MomentPtrs,
+    k: StepScalars,
+    step_size: f32,
+    skip_zeros: bool,
+    with_unorm: bool,
+    /// Non-blockwise scales: the ones decoding the stored codes, and the new ones.
+    old: (f32, f32),
+    new: (f32, f32),
+}
+
+#[derive(Clone, Copy)]
+enum MomentPtrs {
+    Blockwise {
+        s1: *mut u8,
+        s2: *mut u8,
+        a1: *mut f32,
+        a2: *mut f32,
+    },
+    Dynamic {
+        s1: *mut u8,
+        s2: *mut u8,
+    },
+    Fp32 {
+        s1: *mut f32,
+        s2: *mut f32,
+    },
+}
+
+// SAFETY: the pointers reference the caller's parameter/gradient buffers and the handle's
+// state, all of which outlive the step; work items write disjoint ranges.
+unsafe impl Send for View {}
+unsafe impl Sync for View {}
+
+#[derive(Clone, Copy)]
+struct Task {
+    job: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Runs `f` on every task in parallel; results come back in task order.
+fn run<T: Send>(pool: &rayon::ThreadPool, tasks: &[Task], f: impl Fn(&Task) -> T + Sync) -> Vec<T> {
+    pool.install(|| tasks.par_iter().map(&f).collect())
+}
+
+/// Per-job merge of task results, in task order (deterministic).
+fn combine(jobs: usize, tasks: &[Task], parts: &[Partial]) -> Vec<Partial> {
+    let mut out = vec![Partial::default(); jobs];
+    for (t, p) in tasks.iter().zip(parts) {
+        out[t.job] = out[t.job].merge(*p);
+    }
+    out
+}
+
+macro_rules! with_element {
+    ($dtype:expr, $P:ident => $body:expr) => {
+        match $dtype {
+            Dtype::F32 => {
+                type $P = f32;
+                $body
+            }
+            Dtype::F16 => {
+                type $P = f16;
+                $body
+            }
+            Dtype::Bf16 => {
+                type $P = bf16;
+                $body
+            }
+        }
+    };
+}
+
+/// The task's slice of an array that starts at `base`.
+///
+/// # Safety
+/// `base` must point to at least `task.end` elements, and no other live reference may cover
+/// `[task.start, task.end)`.
+unsafe fn part<'a, T>(base: *const T, task: &Task) -> &'a [T] {
+    std::slice::from_raw_parts(base.add(task.start), task.end - task.start)
+}
+
+/// # Safety
+/// As [`part`], for exclusive access.
+unsafe fn part_mut<'a, T>(base: *mut T, task: &Task) -> &'a mut [T] {
+    std::slice::from_raw_parts_mut(base.add(task.start), task.end - task.start)
+}
+
+/// Block range of a task (tasks start on block boundaries).
+fn block_task(task: &Task) -> Task {
+    let b = crate::config::BLOCKSIZE as usize;
+    Task {
+        job: task.job,
+        start: task.start / b,
+        end: task.end.div_ceil(b),
+    }
+}
+
+fn reduce_task(v: &View, task: &Task) -> Partial {
+    with_element!(v.dtype, P => unsafe {
+        let p: &[P] = part(v.param as *const P, task);
+        let g: &[P] = part(v.grad as *const P, task);
+        match v.moments {
+            MomentPtrs::Dynamic { s1, s2 } => kernels::dynamic_reduce(
+                p, g, part(s1, task), part(s2, task), v.old.0, v.old.1, v.with_unorm, &v.k),
+            MomentPtrs::Fp32 { s1, s2 } => kernels::fp32_reduce(
+                p, g, part(s1, task), part(s2, task), v.skip_zeros, &v.k),
+            MomentPtrs::Blockwise { .. } => Partial::default(),
+        }
+    })
+}
+
+fn update_task(v: &View, task: &Task) -> u64 {
+    with_element!(v.dtype, P => unsafe {
+        let p: &mut [P] = part_mut(v.param as *mut P, task);
+        let g: &[P] = part(v.grad as *const P, task);
+        match v.moments {
+            MomentPtrs::Blockwise { s1, s2, a1, a2 } => {
+                let blocks = block_task(task);
+                kernels::blockwise(p, g, part_mut(s1, task), part_mut(s2, task),
+                    part_mut(a1, &blocks), part_mut(a2, &blocks), &v.k)
+            }
+            MomentPtrs::Dynamic { s1, s2 } => kernels::dynamic_update(
+                p, g, part_mut(s1, task), part_mut(s2, task), v.old, v.new, v.step_size, &v.k),
+            MomentPtrs::Fp32 { s1, s2 } => kernels::fp32_update(
+                p, g, part_mut(s1, task), part_mut(s2, task), v.skip_zeros, v.step_size, &v.k),
+        }
+    })
+}
+
+fn grad_task(v: &View, task: &Task) -> Partial {
+    with_element!(v.dtype, P => unsafe { kernels::grad_norm_sq::<P>(part(v.grad as *const P, task)) })
+}
+
+/// One step of every job, as one parallel sweep per phase. The caller has validated every
+/// pointer and size; nothing here can fail after the pool is obtained.
+///
+/// # Safety
+/// Each job's `param` and `grad` must point to `numel` elements of `dtype`, stay valid for the
+/// call, and not overlap any other job's buffers or each other.
+pub unsafe fn step(jobs: &mut [Job<'_>]) -> Result<Vec<Outcome>> {
+    let pool = pool()?;
+    let mut views: Vec<View> = jobs.iter_mut().map(view).collect();
+    let tasks: Vec<Task> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| {
+            (0..job.numel.div_ceil(CHUNK)).map(move |c| Task {
+                job: j,
+                start: c * CHUNK,
+                end: ((c + 1) * CHUNK).min(job.numel),
+            })
+        })
+        .collect();
+    let mut outcomes = vec![
+        Outcome {
+            nonfinite: 0,
+            gnorm_scale: 1.0
+        };
+        jobs.len()
+    ];
+
+    // Phase 1: percentile clipping's gradient norms, then each clipped job's gradient scale.
+    let clipped: Vec<Task> = tasks
+        .iter()
+        .copied()
+        .filter(|t| jobs[t.job].percentile.is_some())
+        .collect();
+    if !clipped.is_empty() {
+        let parts = run(&pool, &clipped, |t| grad_task(&views[t.job], t));
+        let norms = combine(jobs.len(), &clipped, &parts);
+        for (j, job) in jobs.iter_mut().enumerate() {
+            if let (Some(pct), Some(history)) = (job.percentile, job.state.gnorm_vec.as_deref_mut())
+            {
+                let scale = percentile_scale(history, norms[j].grad_sq as f32, job.t, pct);
+                views[j].k.gnorm_scale = scale;
+                outcomes[j].gnorm_scale = scale;
+            }
+        }
+    }
+
+    // Phase 2: tensor-wide reductions (non-blockwise maxes; max_unorm's norms).
+    let reduced: Vec<Task> = tasks
+        .iter()
+        .copied()
+        .filter(|t| match views[t.job].moments {
+            MomentPtrs::Dynamic { .. } => true,
+            MomentPtrs::Fp32 { .. } => views[t.job].with_unorm,
+            MomentPtrs::Blockwise { .. } => false,
+        })
+        .collect();
+    if !reduced.is_empty() {
+        let parts = run(&pool, &reduced, |t| reduce_task(&views[t.job], t));
+        let sums = combine(jobs.len(), &reduced, &parts);
+        for (j, job) in jobs.iter_mut().enumerate() {
+            let v = &mut views[j];
+            if let MomentPtrs::Dynamic { .. } = v.moments {
+                v.new = (sums[j].max1, sums[j].max2);
+            }
+            if v.with_unorm && !matches!(v.moments, MomentPtrs::Blockwise { .. }) {
+                let unorm = sums[j].unorm as f32;
+                let scale = update_scale(unorm, sums[j].param_sq, job.max_unorm);
+                v.step_size = scale * v.k.step_size;
+                job.state.unorm_vec = Some(unorm);
+            }
+        }
+    }
+
+    // Phase 3: the update itself.
+    let counts = run(&pool, &tasks, |t| update_task(&views[t.job], t));
+    for (t, c) in tasks.iter().zip(counts) {
+        outcomes[t.job].nonfinite += c;
+    }
+    for (job, v) in jobs.iter_mut().zip(&views) {
+        if let Moments::Dynamic8 { max1, max2, .. } = &mut job.state.moments {
+            (*max1, *max2) = v.new;
+        }
+    }
+    Ok(outcomes)
+}
+
+fn view(job: &mut Job<'_>) -> View {
+    let (moments, old) = match &mut job.state.moments {
+        Moments::Blockwise8 {
+            state1,
+            state2,
+            absmax1,
+            absmax2,
+        } => (
+            MomentPtrs::Blockwise {
+                s1: state1.as_mut_ptr(),
+                s2: state2.as_mut_ptr(),
+                a1: absmax1.as_mut_ptr(),
+                a2: absmax2.as_mut_ptr(),
+            },
+            (0.0, 0.0),
+        ),
+        Moments::Dynamic8 {
+            state1,
+            state2,
+            max1,
+            max2,
+        } => (
+            MomentPtrs::Dynamic {
+                s1: state1.as_mut_ptr(),
+                s2: state2.as_mut_ptr(),
+            },
+            (*max1, *max2),
+        ),
+        Moments::Fp32 { state1, state2 } => (
+            MomentPtrs::Fp32 {
+                s1: state1.as_mut_ptr(),
+                s2: state2.as_mut_ptr(),
+            },
+            (0.0, 0.0),
+        ),
+    };
+    View {
+        dtype: job.dtype,
+        param: job.param,
+        grad: job.grad,
+        moments,
+        k: job.scalars,
+        step_size: job.scalars.step_size,
+        skip_zeros: job.skip_zeros,
+        with_unorm: job.max_unorm > 0.0,
+        old,
+        new: old,
+    }
+}

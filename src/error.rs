@@ -1,0 +1,99 @@
+//! One error type for the whole crate, its stable status codes, and the thread-local message
+//! that `bnb_last_error_message()` returns.
+
+use std::cell::RefCell;
+use std::ffi::CString;
+
+/// Numeric status codes of the C ABI. Stable: a code never changes meaning or value.
+pub type Status = i32;
+
+pub const BNB_OK: Status = 0;
+pub const BNB_ERR_INVALID_ARGUMENT: Status = 1;
+pub const BNB_ERR_UNSUPPORTED: Status = 2;
+pub const BNB_ERR_OUT_OF_MEMORY: Status = 3;
+pub const BNB_ERR_NO_DEVICE: Status = 4;
+pub const BNB_ERR_CUDA: Status = 5;
+pub const BNB_ERR_IO: Status = 6;
+pub const BNB_ERR_CORRUPT: Status = 7;
+pub const BNB_ERR_MISMATCH: Status = 8;
+pub const BNB_ERR_PANIC: Status = 9;
+
+/// Every failure the library reports. The variant decides the status code; the text is the
+/// message a C caller reads back.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    OutOfMemory(String),
+    #[error("{0}")]
+    NoDevice(String),
+    #[error("{0}")]
+    Cuda(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("{0}")]
+    Panic(String),
+}
+
+impl Error {
+    pub fn status(&self) -> Status {
+        match self {
+            Error::InvalidArgument(_) => BNB_ERR_INVALID_ARGUMENT,
+            Error::Unsupported(_) => BNB_ERR_UNSUPPORTED,
+            Error::OutOfMemory(_) => BNB_ERR_OUT_OF_MEMORY,
+            Error::NoDevice(_) => BNB_ERR_NO_DEVICE,
+            Error::Cuda(_) => BNB_ERR_CUDA,
+            Error::Io(_) => BNB_ERR_IO,
+            Error::Corrupt(_) => BNB_ERR_CORRUPT,
+            Error::Mismatch(_) => BNB_ERR_MISMATCH,
+            Error::Panic(_) => BNB_ERR_PANIC,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// `return Err(Error::InvalidArgument(format!(...)))` in one line.
+macro_rules! invalid {
+    ($($arg:tt)*) => { return Err($crate::error::Error::InvalidArgument(format!($($arg)*))) };
+}
+pub(crate) use invalid;
+
+/// A `Vec` of `len` copies of `value`, with allocation failure reported instead of aborting.
+pub fn try_vec<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        Error::OutOfMemory(format!(
+            "cannot allocate {what}: {len} elements of {} bytes",
+            std::mem::size_of::<T>()
+        ))
+    })?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+thread_local! {
+    static LAST_MESSAGE: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Records `message` as this thread's last error message (interior NULs become spaces).
+pub fn set_last_message(message: &str) {
+    let clean: Vec<u8> = message
+        .bytes()
+        .map(|b| if b == 0 { b' ' } else { b })
+        .collect();
+    let text = CString::new(clean).unwrap_or_default();
+    LAST_MESSAGE.with(|m| *m.borrow_mut() = text);
+}
+
+/// Pointer to this thread's last message; valid until the next library call on this thread.
+pub fn last_message_ptr() -> *const std::ffi::c_char {
+    LAST_MESSAGE.with(|m| m.borrow().as_ptr())
+}

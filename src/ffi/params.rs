@@ -1,0 +1,201 @@
+//! Parameter registration, learning rates, and the step calls.
+
+use std::ffi::c_void;
+
+use super::types::*;
+use super::{arg, arg_mut, bnb_adam8bit_t, guard, read_versioned};
+use crate::config::ParamOverrides;
+use crate::error::invalid;
+use crate::optimizer::StepItem;
+
+/// Options with no override set, group 0, and `struct_size` filled in.
+#[no_mangle]
+pub extern "C" fn bnb_param_options_default() -> bnb_param_options_t {
+    bnb_param_options_t::default()
+}
+
+/// Registers a parameter of `numel` elements of `dtype` with the handle's settings and
+/// allocates its optimizer state. `*out_id` receives its id (0, 1, 2, ... in order).
+///
+/// # Safety
+/// `h` must be a live handle or NULL; `out_id` writable or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_add_param(
+    h: *mut bnb_adam8bit_t,
+    numel: u64,
+    dtype: bnb_dtype_t,
+    out_id: *mut u32,
+) -> bnb_status_t {
+    guard(|| {
+        let mut opt = arg(h, "handle")?.lock()?;
+        let dtype = super::types::dtype(dtype)?;
+        let out_id = arg_mut(out_id, "out_id")?;
+        *out_id = opt.add_param(numel, dtype, ParamOverrides::default())?;
+        Ok(())
+    })
+}
+
+/// `bnb_adam8bit_add_param` with per-parameter overrides (`options` may be NULL: none).
+///
+/// # Safety
+/// As `bnb_adam8bit_add_param`; `options` NULL or pointing to `struct_size` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_add_param_ex(
+    h: *mut bnb_adam8bit_t,
+    numel: u64,
+    dtype: bnb_dtype_t,
+    options: *const bnb_param_options_t,
+    out_id: *mut u32,
+) -> bnb_status_t {
+    guard(|| {
+        let mut opt = arg(h, "handle")?.lock()?;
+        let dtype = super::types::dtype(dtype)?;
+        let overrides = if options.is_null() {
+            ParamOverrides::default()
+        } else {
+            read_versioned(options, "options")?.overrides()?
+        };
+        let out_id = arg_mut(out_id, "out_id")?;
+        *out_id = opt.add_param(numel, dtype, overrides)?;
+        Ok(())
+    })
+}
+
+/// The number of registered parameters.
+///
+/// # Safety
+/// `h` must be a live handle or NULL; `out` writable or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_num_params(
+    h: *const bnb_adam8bit_t,
+    out: *mut u32,
+) -> bnb_status_t {
+    guard(|| {
+        let opt = arg(h, "handle")?.lock()?;
+        *arg_mut(out, "out")? = opt.params().len() as u32;
+        Ok(())
+    })
+}
+
+/// Fills `*out` (up to `out->struct_size` bytes, which the caller sets) with what the handle
+/// knows about parameter `id`.
+///
+/// # Safety
+/// `h` must be a live handle or NULL; `out` NULL or pointing to `out->struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_param_info(
+    h: *const bnb_adam8bit_t,
+    id: u32,
+    out: *mut bnb_param_info_t,
+) -> bnb_status_t {
+    guard(|| {
+        let opt = arg(h, "handle")?.lock()?;
+        if out.is_null() {
+            invalid!("out is NULL");
+        }
+        let size = std::ptr::read_unaligned(out.cast::<u64>());
+        let ours = std::mem::size_of::<bnb_param_info_t>() as u64;
+        if size < 8 || size > (1 << 20) {
+            invalid!("out->struct_size is {size}; set it to sizeof(bnb_param_info_t) ({ours})");
+        }
+        let i = opt.info(id)?;
+        let info = bnb_param_info_t {
+            struct_size: size.min(ours),
+            numel: i.numel,
+            dtype: dtype_code(i.dtype),
+            path: path_code(i.path),
+            step: i.step,
+            blocks: i.blocks,
+            state_bytes: i.state_bytes,
+            nonfinite_count: i.nonfinite,
+            lr: i.lr,
+            gnorm_scale: i.gnorm_scale,
+            group: i.group,
+            paged: i.paged,
+        };
+        let n = size.min(ours) as usize;
+        std::ptr::copy_nonoverlapping(
+            (&info as *const bnb_param_info_t).cast::<u8>(),
+            out.cast::<u8>(),
+            n,
+        );
+        Ok(())
+    })
+}
+
+/// Sets the learning rate of every group, for schedulers. Takes effect at the next step.
+///
+/// # Safety
+/// `h` must be a live handle or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_set_lr(h: *mut bnb_adam8bit_t, lr: f64) -> bnb_status_t {
+    guard(|| arg(h, "handle")?.lock()?.set_lr(lr))
+}
+
+/// Sets the learning rate of one group (a group exists once a parameter names it).
+///
+/// # Safety
+/// `h` must be a live handle or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_set_group_lr(
+    h: *mut bnb_adam8bit_t,
+    group: u32,
+    lr: f64,
+) -> bnb_status_t {
+    guard(|| arg(h, "handle")?.lock()?.set_group_lr(group, lr))
+}
+
+/// One optimizer step of parameter `id`: reads `grad`, updates `param` and the state in place.
+/// Both point to `numel` elements of the parameter's dtype, aligned to it, not overlapping.
+/// `stream` must be NULL on a CPU handle; on a CUDA handle it is the `cudaStream_t` /
+/// `CUstream` to enqueue on (NULL = the legacy default stream), and the call returns without
+/// waiting for the GPU.
+///
+/// # Safety
+/// `h` must be a live handle or NULL; `param`/`grad` NULL or valid for `numel` elements.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_step(
+    h: *mut bnb_adam8bit_t,
+    id: u32,
+    param: *mut c_void,
+    grad: *const c_void,
+    stream: *mut c_void,
+) -> bnb_status_t {
+    let item = bnb_step_item_t { id, param, grad };
+    bnb_adam8bit_step_many(h, &item, 1, stream)
+}
+
+/// One optimizer step of every listed parameter, as one parallel sweep (CPU) or one launch per
+/// path (CUDA). All items are checked before anything changes: ids must be registered and
+/// distinct, buffers non-NULL, aligned and non-overlapping. `count` may be 0.
+///
+/// # Safety
+/// `items` must point to `count` items (or be NULL with `count` 0); see `bnb_adam8bit_step`.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_step_many(
+    h: *mut bnb_adam8bit_t,
+    items: *const bnb_step_item_t,
+    count: usize,
+    stream: *mut c_void,
+) -> bnb_status_t {
+    guard(|| {
+        let mut opt = arg(h, "handle")?.lock()?;
+        let items: &[bnb_step_item_t] = match (items.is_null(), count) {
+            (_, 0) => &[],
+            (true, _) => invalid!("items is NULL but count is {count}"),
+            (false, _) => std::slice::from_raw_parts(items, count),
+        };
+        if opt.device() == crate::optimizer::Device::Cpu && !stream.is_null() {
+            invalid!("stream must be NULL on a CPU handle");
+        }
+        let items: Vec<StepItem> = items
+            .iter()
+            .map(|it| StepItem {
+                id: it.id,
+                param: it.param.cast(),
+                grad: it.grad.cast(),
+            })
+            .collect();
+        opt.step(&items)
+    })
+}

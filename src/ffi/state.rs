@@ -1,0 +1,109 @@
+//! Reading and writing a parameter's state arrays and step counter (host buffers).
+
+use std::ffi::c_void;
+
+use super::types::*;
+use super::{arg, arg_mut, bnb_adam8bit_t, guard};
+use crate::error::invalid;
+
+/// Writes the exact size in bytes of state array `which` of parameter `id` to `*out_bytes`.
+///
+/// # Safety
+/// `h` must be a live handle or NULL; `out_bytes` writable or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_state_size(
+    h: *const bnb_adam8bit_t,
+    id: u32,
+    which: bnb_state_kind_t,
+    out_bytes: *mut u64,
+) -> bnb_status_t {
+    guard(|| {
+        let opt = arg(h, "handle")?.lock()?;
+        let kind = state_kind(which)?;
+        *arg_mut(out_bytes, "out_bytes")? = opt.state_size(id, kind)?;
+        Ok(())
+    })
+}
+
+/// Copies state array `which` of parameter `id` into `dst`, which holds exactly `bytes`
+/// bytes (`bnb_adam8bit_state_size`). Codes are uint8, everything else f32, little endian.
+/// A kind the parameter's path does not keep is `BNB_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `h` must be a live handle or NULL; `dst` NULL or `bytes` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_read_state(
+    h: *const bnb_adam8bit_t,
+    id: u32,
+    which: bnb_state_kind_t,
+    dst: *mut c_void,
+    bytes: u64,
+) -> bnb_status_t {
+    guard(|| {
+        let opt = arg(h, "handle")?.lock()?;
+        let kind = state_kind(which)?;
+        let want = opt.state_size(id, kind)?;
+        if want != bytes {
+            invalid!(
+                "{} of parameter {id} is {want} bytes, not {bytes}",
+                crate::state::StateKind::name(kind)
+            );
+        }
+        if dst.is_null() {
+            invalid!("dst is NULL");
+        }
+        opt.read_state(
+            id,
+            kind,
+            std::slice::from_raw_parts_mut(dst.cast(), bytes as usize),
+        )
+    })
+}
+
+/// Overwrites state array `which` of parameter `id` from `src` (exactly `bytes` bytes). Lets a
+/// trainer import state from elsewhere. The maps are fixed: writing `BNB_QMAP1`/`BNB_QMAP2`
+/// succeeds only with the library's own table (`BNB_ERR_MISMATCH` otherwise).
+///
+/// # Safety
+/// `h` must be a live handle or NULL; `src` NULL or `bytes` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_write_state(
+    h: *mut bnb_adam8bit_t,
+    id: u32,
+    which: bnb_state_kind_t,
+    src: *const c_void,
+    bytes: u64,
+) -> bnb_status_t {
+    guard(|| {
+        let mut opt = arg(h, "handle")?.lock()?;
+        let kind = state_kind(which)?;
+        let want = opt.state_size(id, kind)?;
+        if want != bytes {
+            invalid!(
+                "{} of parameter {id} is {want} bytes, not {bytes}",
+                crate::state::StateKind::name(kind)
+            );
+        }
+        if src.is_null() {
+            invalid!("src is NULL");
+        }
+        opt.write_state(
+            id,
+            kind,
+            std::slice::from_raw_parts(src.cast(), bytes as usize),
+        )
+    })
+}
+
+/// Sets the step counter of parameter `id` (the next step uses `step + 1`).
+///
+/// # Safety
+/// `h` must be a live handle or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_set_step(
+    h: *mut bnb_adam8bit_t,
+    id: u32,
+    step: u64,
+) -> bnb_status_t {
+    guard(|| arg(h, "handle")?.lock()?.set_step(id, step))
+}

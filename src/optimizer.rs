@@ -1,0 +1,407 @@
+//! The optimizer: the parameter registry, per-parameter path choice, step counters, learning
+//! rates and groups, argument checks of a step, and dispatch to a backend.
+//!
+//! Every public method checks everything before it changes anything, so a rejected call leaves
+//! the optimizer exactly as it was (rule 13).
+
+use std::collections::BTreeMap;
+
+use crate::config::{check_lr, Config, Hyper, ParamOverrides, Path, Shard, BLOCKSIZE};
+use crate::cpu;
+use crate::dtype::Dtype;
+use crate::error::{invalid, Error, Result};
+use crate::scalars::StepScalars;
+use crate::state::{layout, state_bytes, HostState, StateKind};
+
+/// Where a handle's state lives and its steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda,
+}
+
+/// One registered parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub numel: u64,
+    pub dtype: Dtype,
+    pub path: Path,
+    pub hyper: Hyper,
+    pub overrides: ParamOverrides,
+    pub step: u64,
+    /// Non-finite gradient elements seen by the last step.
+    pub nonfinite: u64,
+    /// Percentile clipping's gradient scale in the last step (1 without clipping).
+    pub gnorm_scale: f32,
+    pub state: HostState,
+}
+
+/// What `param_info` reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamInfo {
+    pub numel: u64,
+    pub dtype: Dtype,
+    pub path: Path,
+    pub step: u64,
+    pub blocks: u64,
+    pub paged: bool,
+    pub state_bytes: u64,
+    pub nonfinite: u64,
+    pub group: u32,
+    pub lr: f64,
+    pub gnorm_scale: f32,
+}
+
+/// One entry of a step: a registered parameter, its data and its gradient (both `numel`
+/// elements of the parameter's dtype).
+#[derive(Debug, Clone, Copy)]
+pub struct StepItem {
+    pub id: u32,
+    pub param: *mut u8,
+    pub grad: *const u8,
+}
+
+pub struct Optimizer {
+    cfg: Config,
+    device: Device,
+    params: Vec<Param>,
+    /// Learning rate per parameter group; a group exists once a parameter names it.
+    group_lr: BTreeMap<u32, f64>,
+}
+
+impl Optimizer {
+    pub fn new(cfg: Config, device: Device, device_index: i32) -> Result<Optimizer> {
+        cfg.validate()?;
+        match device {
+            Device::Cpu if device_index != 0 && device_index != -1 => {
+                invalid!("device_index must be 0 or -1 for the CPU (got {device_index})")
+            }
+            Device::Cpu => {}
+            Device::Cuda => {
+                return Err(Error::Unsupported(
+                    "this build of libadam8bit has no CUDA backend; create the handle with BNB_DEVICE_CPU".into(),
+                ))
+            }
+        }
+        Ok(Optimizer {
+            cfg,
+            device,
+            params: Vec::new(),
+            group_lr: BTreeMap::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// Registers a parameter and allocates its state now, so memory use is visible and an
+    /// allocation failure is reported here rather than at the first step.
+    pub fn add_param(&mut self, numel: u64, dtype: Dtype, ov: ParamOverrides) -> Result<u32> {
+        if numel == 0 {
+            invalid!("numel must be at least 1");
+        }
+        let id = u32::try_from(self.params.len())
+            .ok()
+            .filter(|&id| id != u32::MAX)
+            .ok_or_else(|| Error::InvalidArgument("too many parameters".into()))?;
+        let bytes = numel
+            .checked_mul(dtype.size())
+            .filter(|&b| b <= isize::MAX as u64);
+        if bytes.is_none() {
+            invalid!(
+                "numel {numel} of {} exceeds the address space",
+                dtype.name()
+            );
+        }
+        let hyper = ov.resolve(&self.cfg)?;
+        let path = ov.path(&self.cfg, numel)?;
+        if let Some(shard) = ov.shard {
+            self.check_shard(shard, numel, path)?;
+        }
+        let state = HostState::new(
+            path,
+            numel,
+            self.cfg.clips_percentile(),
+            self.cfg.max_unorm > 0.0,
+        )?;
+        let lr = self.group_lr.get(&ov.group).copied().unwrap_or(self.cfg.lr);
+        self.group_lr.insert(ov.group, lr);
+        self.params.push(Param {
+            numel,
+            dtype,
+            path,
+            hyper,
+            overrides: ov,
+            step: 0,
+            nonfinite: 0,
+            gnorm_scale: 1.0,
+            state,
+        });
+        Ok(id)
+    }
+
+    /// A shard steps exactly like the same slice of the full tensor only where every output
+    /// depends on its own 256-element blocks alone.
+    fn check_shard(&self, s: Shard, numel: u64, path: Path) -> Result<()> {
+        if s.offset % BLOCKSIZE != 0 {
+            invalid!(
+                "shard offset {} is not a multiple of the {BLOCKSIZE}-element block",
+                s.offset
+            );
+        }
+        if s.offset
+            .checked_add(numel)
+            .is_none_or(|end| end > s.full_numel)
+        {
+            invalid!(
+                "shard [{}, {}+{numel}) exceeds full_numel {}",
+                s.offset,
+                s.offset,
+                s.full_numel
+            );
+        }
+        if path == Path::Dynamic8 {
+            return Err(Error::Unsupported(
+                "a shard cannot use the non-blockwise path: its scale is a max over the whole tensor".into(),
+            ));
+        }
+        if self.cfg.clips_percentile() {
+            return Err(Error::Unsupported(
+                "a shard cannot use percentile clipping: its norm is taken over the whole tensor"
+                    .into(),
+            ));
+        }
+        if path == Path::Fp32 && self.cfg.max_unorm > 0.0 {
+            return Err(Error::Unsupported(
+                "a shard cannot use max_unorm on the 32-bit path: its norms span the whole tensor"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn param(&self, id: u32) -> Result<&Param> {
+        self.params
+            .get(id as usize)
+            .ok_or_else(|| unknown(id, self.params.len()))
+    }
+
+    fn param_mut(&mut self, id: u32) -> Result<&mut Param> {
+        let n = self.params.len();
+        self.params
+            .get_mut(id as usize)
+            .ok_or_else(|| unknown(id, n))
+    }
+
+    /// Sets the learning rate of every group (what a scheduler with one group calls).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_lr(lr)?;
+        self.cfg.lr = lr;
+        self.group_lr.values_mut().for_each(|g| *g = lr);
+        Ok(())
+    }
+
+    /// Sets the learning rate of one group.
+    pub fn set_group_lr(&mut self, group: u32, lr: f64) -> Result<()> {
+        check_lr(lr)?;
+        match self.group_lr.get_mut(&group) {
+            Some(g) => *g = lr,
+            None => invalid!("no parameter belongs to group {group}"),
+        }
+        Ok(())
+    }
+
+    /// The learning rate a parameter steps with: its group's, times its `lr_scale`.
+    pub fn param_lr(&self, p: &Param) -> f64 {
+        let group = self
+            .group_lr
+            .get(&p.overrides.group)
+            .copied()
+            .unwrap_or(self.cfg.lr);
+        group * p.overrides.lr_scale.unwrap_or(1.0)
+    }
+
+    pub fn info(&self, id: u32) -> Result<ParamInfo> {
+        let p = self.param(id)?;
+        Ok(ParamInfo {
+            numel: p.numel,
+            dtype: p.dtype,
+            path: p.path,
+            step: p.step,
+            blocks: if p.path == Path::Blockwise8 {
+                p.numel.div_ceil(BLOCKSIZE)
+            } else {
+                0
+            },
+            paged: false,
+            state_bytes: state_bytes(
+                p.path,
+                p.numel,
+                self.cfg.clips_percentile(),
+                self.cfg.max_unorm > 0.0,
+            ),
+            nonfinite: p.nonfinite,
+            group: p.overrides.group,
+            lr: self.param_lr(p),
+            gnorm_scale: p.gnorm_scale,
+        })
+    }
+
+    /// Exact byte count of state array `kind` of parameter `id`.
+    pub fn state_size(&self, id: u32, kind: StateKind) -> Result<u64> {
+        let p = self.param(id)?;
+        match layout(
+            p.path,
+            p.numel,
+            kind,
+            self.cfg.clips_percentile(),
+            self.cfg.max_unorm > 0.0,
+        ) {
+            Some((size, count)) => Ok(size * count),
+            None => invalid!(
+                "parameter {id} ({:?} path) keeps no {}",
+                p.path,
+                kind.name()
+            ),
+        }
+    }
+
+    pub fn read_state(&self, id: u32, kind: StateKind, dst: &mut [u8]) -> Result<()> {
+        self.check_state_len(id, kind, dst.len())?;
+        self.param(id)?.state.read(kind, dst)
+    }
+
+    pub fn write_state(&mut self, id: u32, kind: StateKind, src: &[u8]) -> Result<()> {
+        self.check_state_len(id, kind, src.len())?;
+        self.param_mut(id)?.state.write(kind, src)
+    }
+
+    fn check_state_len(&self, id: u32, kind: StateKind, len: usize) -> Result<()> {
+        let want = self.state_size(id, kind)?;
+        if want != len as u64 {
+            invalid!(
+                "{} of parameter {id} is {want} bytes, the buffer holds {len}",
+                kind.name()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn set_step(&mut self, id: u32, step: u64) -> Result<()> {
+        if step == u64::MAX {
+            invalid!("step must be below 2^64 - 1 so that the next step can count");
+        }
+        self.param_mut(id)?.step = step;
+        Ok(())
+    }
+
+    /// One optimizer step for every item: all checked first, then one sweep.
+    pub fn step(&mut self, items: &[StepItem]) -> Result<()> {
+        self.check_items(items)?;
+        let mut item_of: Vec<Option<&StepItem>> = vec![None; self.params.len()];
+        for it in items {
+            item_of[it.id as usize] = Some(it);
+        }
+        let lrs: Vec<f64> = self.params.iter().map(|p| self.param_lr(p)).collect();
+        let cfg = self.cfg;
+        let mut stepped: Vec<&mut Param> = Vec::with_capacity(items.len());
+        let mut jobs: Vec<cpu::Job<'_>> = Vec::with_capacity(items.len());
+        for ((p, it), lr) in self.params.iter_mut().zip(&item_of).zip(lrs) {
+            let Some(it) = it else { continue };
+            let t = p.step + 1;
+            jobs.push(cpu::Job {
+                dtype: p.dtype,
+                numel: p.numel as usize,
+                param: it.param,
+                grad: it.grad,
+                state: &mut p.state,
+                scalars: StepScalars::new(lr, &p.hyper, t),
+                t,
+                percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
+                max_unorm: cfg.max_unorm,
+                skip_zeros: cfg.skip_zeros,
+            });
+        }
+        // SAFETY: check_items verified non-null, aligned, non-overlapping buffers; that they
+        // hold numel elements is the caller's contract (documented in the header).
+        let outcomes = unsafe { cpu::step(&mut jobs)? };
+        drop(jobs);
+        for (p, it) in self.params.iter_mut().zip(&item_of) {
+            if it.is_some() {
+                stepped.push(p);
+            }
+        }
+        for (p, o) in stepped.into_iter().zip(outcomes) {
+            p.step += 1;
+            p.nonfinite = o.nonfinite;
+            p.gnorm_scale = o.gnorm_scale;
+        }
+        Ok(())
+    }
+
+    fn check_items(&self, items: &[StepItem]) -> Result<()> {
+        let mut seen = vec![false; self.params.len()];
+        let mut ranges: Vec<(usize, usize, &'static str, u32)> =
+            Vec::with_capacity(items.len() * 2);
+        for (i, it) in items.iter().enumerate() {
+            let p = self.param(it.id)?;
+            if std::mem::replace(&mut seen[it.id as usize], true) {
+                invalid!("item {i}: parameter {} appears twice in one step", it.id);
+            }
+            if p.step == u64::MAX {
+                invalid!(
+                    "item {i}: parameter {} has reached the largest step count",
+                    it.id
+                );
+            }
+            let align = p.dtype.size() as usize;
+            let bytes = (p.numel * p.dtype.size()) as usize;
+            for (ptr, what) in [(it.param as usize, "param"), (it.grad as usize, "grad")] {
+                if ptr == 0 {
+                    invalid!("item {i}: {what} pointer of parameter {} is NULL", it.id);
+                }
+                if ptr % align != 0 {
+                    invalid!(
+                        "item {i}: {what} pointer of parameter {} is not aligned to {align} bytes",
+                        it.id
+                    );
+                }
+                if ptr.checked_add(bytes).is_none() {
+                    invalid!(
+                        "item {i}: {what} buffer of parameter {} wraps the address space",
+                        it.id
+                    );
+                }
+                ranges.push((ptr, ptr + bytes, what, it.id));
+            }
+        }
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            if w[1].0 < w[0].1 {
+                invalid!(
+                    "the {} buffer of parameter {} overlaps the {} buffer of parameter {}",
+                    w[0].2,
+                    w[0].3,
+                    w[1].2,
+                    w[1].3
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unknown(id: u32, count: usize) -> Error {
+    Error::InvalidArgument(format!(
+        "unknown parameter id {id} (this handle has {count} parameters)"
+    ))
+}

@@ -1,0 +1,55 @@
+//! The per-step scalars of DECISIONS rule 2: computed once per parameter and step on the host,
+//! in f64 from the f64 hyper-parameters, each rounded to f32 once. Both backends receive
+//! exactly these values, which is half of what makes them bit-identical.
+
+use crate::config::Hyper;
+
+/// Everything the element loops need besides the arrays. `#[repr(C)]` because the CUDA
+/// kernels receive the same struct.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepScalars {
+    /// `fl(beta1)`, `fl(beta2)`, `fl(1 - beta1)`, `fl(1 - beta2)` (the subtraction in f64).
+    pub beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    /// `S = -lr * sqrt(1 - beta2^t) / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `eps * sqrt(1 - beta2^t)`, added to `sqrt(v)` in the denominator.
+    pub eps_c2: f32,
+    /// `1 - lr * weight_decay`; applied only when `weight_decay > 0`.
+    pub decay: f32,
+    /// `fl(eps)`, `1 / (1 - beta1^t)`, `1 / (1 - beta2^t)`: the `max_unorm` norm's terms.
+    pub eps: f32,
+    pub unorm_c1: f32,
+    pub unorm_c2: f32,
+    /// Gradient multiplier from percentile clipping (1 without it).
+    pub gnorm_scale: f32,
+    /// 1 when weight decay applies, 0 otherwise (an integer so the struct has no padding issues).
+    pub apply_decay: u32,
+}
+
+impl StepScalars {
+    /// Scalars for step `t >= 1` of a parameter with learning rate `lr` and hyper-parameters `h`.
+    pub fn new(lr: f64, h: &Hyper, t: u64) -> StepScalars {
+        // `powf`, not `powi`: libm's correctly-rounded-ish pow is what the reference uses.
+        let bc1 = 1.0 - h.beta1.powf(t as f64);
+        let bc2 = 1.0 - h.beta2.powf(t as f64);
+        let c2 = bc2.sqrt();
+        StepScalars {
+            beta1: h.beta1 as f32,
+            beta2: h.beta2 as f32,
+            one_minus_beta1: (1.0 - h.beta1) as f32,
+            one_minus_beta2: (1.0 - h.beta2) as f32,
+            step_size: (-lr * c2 / bc1) as f32,
+            eps_c2: (h.eps * c2) as f32,
+            decay: (1.0 - lr * h.weight_decay) as f32,
+            eps: h.eps as f32,
+            unorm_c1: (1.0 / bc1) as f32,
+            unorm_c2: (1.0 / bc2) as f32,
+            gnorm_scale: 1.0,
+            apply_decay: (h.weight_decay > 0.0) as u32,
+        }
+    }
+}

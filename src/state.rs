@@ -1,0 +1,285 @@
+//! Per-parameter optimizer state in host memory, and the byte-level view of it that the state
+//! accessors and checkpoints use.
+
+use crate::config::{Path, BLOCKSIZE, HISTORY};
+use crate::error::{invalid, try_vec, Error, Result};
+use crate::qmap::{SIGNED_BITS, UNSIGNED_BITS};
+
+/// The state arrays a caller can read or write, by the names bitsandbytes' `state_dict` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKind {
+    State1,
+    State2,
+    Absmax1,
+    Absmax2,
+    Qmap1,
+    Qmap2,
+    Max1,
+    Max2,
+    GnormVec,
+    UnormVec,
+}
+
+impl StateKind {
+    pub const ALL: [StateKind; 10] = [
+        StateKind::State1,
+        StateKind::State2,
+        StateKind::Absmax1,
+        StateKind::Absmax2,
+        StateKind::Qmap1,
+        StateKind::Qmap2,
+        StateKind::Max1,
+        StateKind::Max2,
+        StateKind::GnormVec,
+        StateKind::UnormVec,
+    ];
+
+    /// bitsandbytes' key for this array.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateKind::State1 => "state1",
+            StateKind::State2 => "state2",
+            StateKind::Absmax1 => "absmax1",
+            StateKind::Absmax2 => "absmax2",
+            StateKind::Qmap1 => "qmap1",
+            StateKind::Qmap2 => "qmap2",
+            StateKind::Max1 => "max1",
+            StateKind::Max2 => "max2",
+            StateKind::GnormVec => "gnorm_vec",
+            StateKind::UnormVec => "unorm_vec",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StateKind> {
+        StateKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The two moments, in the layout of the parameter's path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Moments {
+    /// Codes plus one absmax per 256-element block and state (rules 1-8).
+    Blockwise8 {
+        state1: Vec<u8>,
+        state2: Vec<u8>,
+        absmax1: Vec<f32>,
+        absmax2: Vec<f32>,
+    },
+    /// Codes plus one scale per state for the whole tensor (rule 10).
+    Dynamic8 {
+        state1: Vec<u8>,
+        state2: Vec<u8>,
+        max1: f32,
+        max2: f32,
+    },
+    /// Plain fp32 moments (rule 9).
+    Fp32 { state1: Vec<f32>, state2: Vec<f32> },
+}
+
+/// Everything a parameter carries from step to step besides its step counter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostState {
+    pub moments: Moments,
+    /// Percentile clipping's 100-slot history of squared gradient norms (rule 11).
+    pub gnorm_vec: Option<Vec<f32>>,
+    /// The squared update norm of the last step (rules 9, 10, `max_unorm > 0`).
+    pub unorm_vec: Option<f32>,
+}
+
+/// Bytes of the element type of `kind`'s array and its element count, for a parameter of
+/// `numel` elements on `path`; `None` when that path does not keep such an array.
+pub fn layout(
+    path: Path,
+    numel: u64,
+    kind: StateKind,
+    clips: bool,
+    unorm: bool,
+) -> Option<(u64, u64)> {
+    let blocks = numel.div_ceil(BLOCKSIZE);
+    let eight_bit = path != Path::Fp32;
+    match kind {
+        StateKind::State1 | StateKind::State2 => Some((if eight_bit { 1 } else { 4 }, numel)),
+        StateKind::Absmax1 | StateKind::Absmax2 => {
+            (path == Path::Blockwise8).then_some((4, blocks))
+        }
+        StateKind::Qmap1 | StateKind::Qmap2 => eight_bit.then_some((4, 256)),
+        StateKind::Max1 | StateKind::Max2 => (path == Path::Dynamic8).then_some((4, 1)),
+        StateKind::GnormVec => clips.then_some((4, HISTORY as u64)),
+        StateKind::UnormVec => (unorm && path != Path::Blockwise8).then_some((4, 1)),
+    }
+}
+
+/// Bytes a parameter's state occupies (what `param_info` reports).
+pub fn state_bytes(path: Path, numel: u64, clips: bool, unorm: bool) -> u64 {
+    StateKind::ALL
+        .into_iter()
+        .filter(|k| !matches!(k, StateKind::Qmap1 | StateKind::Qmap2)) // shared, not per parameter
+        .filter_map(|k| layout(path, numel, k, clips, unorm))
+        .map(|(size, count)| size * count)
+        .sum()
+}
+
+impl HostState {
+    /// Zeroed state, as bitsandbytes starts it: codes 0, absmax 0, history 0.
+    pub fn new(path: Path, numel: u64, clips: bool, unorm: bool) -> Result<HostState> {
+        let n = usize::try_from(numel).map_err(|_| {
+            Error::OutOfMemory(format!(
+                "{numel} elements do not fit this machine's address space"
+            ))
+        })?;
+        let blocks = n.div_ceil(BLOCKSIZE as usize);
+        let moments = match path {
+            Path::Blockwise8 => Moments::Blockwise8 {
+                state1: try_vec(n, 0u8, "state1")?,
+                state2: try_vec(n, 0u8, "state2")?,
+                absmax1: try_vec(blocks, 0f32, "absmax1")?,
+                absmax2: try_vec(blocks, 0f32, "absmax2")?,
+            },
+            Path::Dynamic8 => Moments::Dynamic8 {
+                state1: try_vec(n, 0u8, "state1")?,
+                state2: try_vec(n, 0u8, "state2")?,
+                max1: 0.0,
+                max2: 0.0,
+            },
+            Path::Fp32 => Moments::Fp32 {
+                state1: try_vec(n, 0f32, "state1")?,
+                state2: try_vec(n, 0f32, "state2")?,
+            },
+        };
+        Ok(HostState {
+            moments,
+            gnorm_vec: clips.then(|| vec![0.0; HISTORY]),
+            unorm_vec: (unorm && path != Path::Blockwise8).then_some(0.0),
+        })
+    }
+
+    /// Copies array `kind` into `dst`, whose length the caller has checked against [`layout`].
+    pub fn read(&self, kind: StateKind, dst: &mut [u8]) -> Result<()> {
+        let src: &[u8] = match (kind, &self.moments) {
+            (StateKind::Qmap1, Moments::Blockwise8 { .. } | Moments::Dynamic8 { .. }) => {
+                as_bytes(&SIGNED_BITS)
+            }
+            (StateKind::Qmap2, Moments::Blockwise8 { .. } | Moments::Dynamic8 { .. }) => {
+                as_bytes(&UNSIGNED_BITS)
+            }
+            (StateKind::GnormVec, _) => {
+                as_bytes(self.gnorm_vec.as_deref().ok_or_else(|| absent(kind))?)
+            }
+            (StateKind::UnormVec, _) => as_bytes(std::slice::from_ref(
+                self.unorm_vec.as_ref().ok_or_else(|| absent(kind))?,
+            )),
+            (_, moments) => moments_bytes(moments, kind).ok_or_else(|| absent(kind))?,
+        };
+        if src.len() != dst.len() {
+            invalid!(
+                "{} holds {} bytes, the buffer {}",
+                kind.name(),
+                src.len(),
+                dst.len()
+            );
+        }
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// Overwrites array `kind` with `src` (length checked against [`layout`] by the caller).
+    /// Maps are fixed: writing one succeeds only with the library's own table.
+    pub fn write(&mut self, kind: StateKind, src: &[u8]) -> Result<()> {
+        if matches!(kind, StateKind::Qmap1 | StateKind::Qmap2) {
+            let mut ours = vec![0u8; 1024];
+            self.read(kind, &mut ours)?;
+            if ours != src {
+                return Err(Error::Mismatch(format!(
+                    "{} differs from the library's map (bnb-reference.md Appendix A); codes encoded with \
+                     another map cannot be stepped with this one",
+                    kind.name()
+                )));
+            }
+            return Ok(());
+        }
+        let dst: &mut [u8] = match kind {
+            StateKind::GnormVec => {
+                as_bytes_mut(self.gnorm_vec.as_deref_mut().ok_or_else(|| absent(kind))?)
+            }
+            StateKind::UnormVec => as_bytes_mut(std::slice::from_mut(
+                self.unorm_vec.as_mut().ok_or_else(|| absent(kind))?,
+            )),
+            _ => moments_bytes_mut(&mut self.moments, kind).ok_or_else(|| absent(kind))?,
+        };
+        if src.len() != dst.len() {
+            invalid!(
+                "{} holds {} bytes, the buffer {}",
+                kind.name(),
+                dst.len(),
+                src.len()
+            );
+        }
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+fn absent(kind: StateKind) -> Error {
+    Error::InvalidArgument(format!("this parameter's path keeps no {}", kind.name()))
+}
+
+fn moments_bytes(m: &Moments, kind: StateKind) -> Option<&[u8]> {
+    Some(match (m, kind) {
+        (
+            Moments::Blockwise8 { state1, .. } | Moments::Dynamic8 { state1, .. },
+            StateKind::State1,
+        ) => state1,
+        (
+            Moments::Blockwise8 { state2, .. } | Moments::Dynamic8 { state2, .. },
+            StateKind::State2,
+        ) => state2,
+        (Moments::Blockwise8 { absmax1, .. }, StateKind::Absmax1) => as_bytes(absmax1),
+        (Moments::Blockwise8 { absmax2, .. }, StateKind::Absmax2) => as_bytes(absmax2),
+        (Moments::Dynamic8 { max1, .. }, StateKind::Max1) => as_bytes(std::slice::from_ref(max1)),
+        (Moments::Dynamic8 { max2, .. }, StateKind::Max2) => as_bytes(std::slice::from_ref(max2)),
+        (Moments::Fp32 { state1, .. }, StateKind::State1) => as_bytes(state1),
+        (Moments::Fp32 { state2, .. }, StateKind::State2) => as_bytes(state2),
+        _ => return None,
+    })
+}
+
+fn moments_bytes_mut(m: &mut Moments, kind: StateKind) -> Option<&mut [u8]> {
+    Some(match (m, kind) {
+        (
+            Moments::Blockwise8 { state1, .. } | Moments::Dynamic8 { state1, .. },
+            StateKind::State1,
+        ) => state1,
+        (
+            Moments::Blockwise8 { state2, .. } | Moments::Dynamic8 { state2, .. },
+            StateKind::State2,
+        ) => state2,
+        (Moments::Blockwise8 { absmax1, .. }, StateKind::Absmax1) => as_bytes_mut(absmax1),
+        (Moments::Blockwise8 { absmax2, .. }, StateKind::Absmax2) => as_bytes_mut(absmax2),
+        (Moments::Dynamic8 { max1, .. }, StateKind::Max1) => {
+            as_bytes_mut(std::slice::from_mut(max1))
+        }
+        (Moments::Dynamic8 { max2, .. }, StateKind::Max2) => {
+            as_bytes_mut(std::slice::from_mut(max2))
+        }
+        (Moments::Fp32 { state1, .. }, StateKind::State1) => as_bytes_mut(state1),
+        (Moments::Fp32 { state2, .. }, StateKind::State2) => as_bytes_mut(state2),
+        _ => return None,
+    })
+}
+
+/// Plain-old-data element types whose bytes can be viewed directly (little-endian hosts only,
+/// which is every platform this library builds for; see the `compile_error!` in lib.rs).
+pub trait Pod: Copy {}
+impl Pod for f32 {}
+impl Pod for u32 {}
+impl Pod for u8 {}
+
+pub fn as_bytes<T: Pod>(s: &[T]) -> &[u8] {
+    // SAFETY: T is plain old data without padding; the byte view covers exactly the slice.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
+}
+
+pub fn as_bytes_mut<T: Pod>(s: &mut [T]) -> &mut [u8] {
+    // SAFETY: as above; every byte pattern is a valid T for the Pod types (f32, u32, u8).
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), std::mem::size_of_val(s)) }
+}
