@@ -87,7 +87,7 @@ impl Config {
             );
         }
         check_hyper(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay)?;
-        if !(self.max_unorm >= 0.0) || self.max_unorm.is_infinite() {
+        if !non_negative_finite(self.max_unorm) {
             invalid!("max_unorm must be finite and >= 0 (got {})", self.max_unorm);
         }
         if !(1..=100).contains(&self.percentile_clipping) {
@@ -112,17 +112,22 @@ fn check_hyper(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> 
             invalid!("beta{} must lie in [0, 1) (got {beta})", i + 1);
         }
     }
-    if !(eps >= 0.0) || eps.is_infinite() {
+    if !non_negative_finite(eps) {
         invalid!("eps must be finite and >= 0 (got {eps})");
     }
-    if !(weight_decay >= 0.0) || weight_decay.is_infinite() {
+    if !non_negative_finite(weight_decay) {
         invalid!("weight_decay must be finite and >= 0 (got {weight_decay})");
     }
     Ok(())
 }
 
+/// False for NaN, infinities and negative values.
+fn non_negative_finite(x: f64) -> bool {
+    x.is_finite() && x >= 0.0
+}
+
 pub fn check_lr(lr: f64) -> Result<()> {
-    if !(lr >= 0.0) || lr.is_infinite() {
+    if !non_negative_finite(lr) {
         invalid!("lr must be finite and >= 0 (got {lr})");
     }
     Ok(())
@@ -187,7 +192,7 @@ impl ParamOverrides {
             hyper.weight_decay,
         )?;
         if let Some(scale) = self.lr_scale {
-            if !(scale >= 0.0) || scale.is_infinite() {
+            if !non_negative_finite(scale) {
                 invalid!("lr_scale must be finite and >= 0 (got {scale})");
             }
         }

@@ -4,19 +4,11 @@
 use std::cell::RefCell;
 use std::ffi::CString;
 
-/// Numeric status codes of the C ABI. Stable: a code never changes meaning or value.
-pub type Status = i32;
-
-pub const BNB_OK: Status = 0;
-pub const BNB_ERR_INVALID_ARGUMENT: Status = 1;
-pub const BNB_ERR_UNSUPPORTED: Status = 2;
-pub const BNB_ERR_OUT_OF_MEMORY: Status = 3;
-pub const BNB_ERR_NO_DEVICE: Status = 4;
-pub const BNB_ERR_CUDA: Status = 5;
-pub const BNB_ERR_IO: Status = 6;
-pub const BNB_ERR_CORRUPT: Status = 7;
-pub const BNB_ERR_MISMATCH: Status = 8;
-pub const BNB_ERR_PANIC: Status = 9;
+pub use crate::ffi::types::{
+    bnb_status_t as Status, BNB_ERR_CORRUPT, BNB_ERR_CUDA, BNB_ERR_INVALID_ARGUMENT, BNB_ERR_IO,
+    BNB_ERR_MISMATCH, BNB_ERR_NO_DEVICE, BNB_ERR_OUT_OF_MEMORY, BNB_ERR_PANIC, BNB_ERR_UNSUPPORTED,
+    BNB_OK,
+};
 
 /// Every failure the library reports. The variant decides the status code; the text is the
 /// message a C caller reads back.

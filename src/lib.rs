@@ -18,13 +18,22 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("libadam8bit exposes state arrays as little-endian bytes and supports little-endian targets only");
 
+/// cbindgen:ignore
 pub mod clipping;
+/// cbindgen:ignore
 pub mod config;
+/// cbindgen:ignore
 pub mod cpu;
+/// cbindgen:ignore
 pub mod dtype;
+/// cbindgen:ignore
 pub mod error;
 pub mod ffi;
+/// cbindgen:ignore
 pub mod optimizer;
+/// cbindgen:ignore
 pub mod qmap;
+/// cbindgen:ignore
 pub mod scalars;
+/// cbindgen:ignore
 pub mod state;

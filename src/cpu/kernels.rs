@@ -102,6 +102,7 @@ fn param_sq<P: Element>(p: &[P]) -> f64 {
 
 /// Non-blockwise pass 1 (rule 10): the new max of |m| and |v| over the tensor, and with
 /// `max_unorm` the update norm and the parameter norm.
+#[allow(clippy::too_many_arguments)]
 pub fn dynamic_reduce<P: Element>(
     p: &[P],
     g: &[P],

@@ -14,7 +14,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::clipping::{percentile_scale, update_scale};
-use crate::dtype::{Dtype, Element};
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::scalars::StepScalars;
 use crate::state::{HostState, Moments};

@@ -95,7 +95,7 @@ pub unsafe extern "C" fn bnb_adam8bit_param_info(
         }
         let size = std::ptr::read_unaligned(out.cast::<u64>());
         let ours = std::mem::size_of::<bnb_param_info_t>() as u64;
-        if size < 8 || size > (1 << 20) {
+        if !(8..=(1 << 20)).contains(&size) {
             invalid!("out->struct_size is {size}; set it to sizeof(bnb_param_info_t) ({ours})");
         }
         let i = opt.info(id)?;

@@ -20,10 +20,25 @@ pub const BNB_ADAM8BIT_VERSION_PATCH: u32 = 0;
 /// Result of every fallible call: `BNB_OK` (0) or one of the `BNB_ERR_*` codes. On an error,
 /// `bnb_last_error_message()` says what was wrong.
 pub type bnb_status_t = i32;
-pub use crate::error::{
-    BNB_ERR_CORRUPT, BNB_ERR_CUDA, BNB_ERR_INVALID_ARGUMENT, BNB_ERR_IO, BNB_ERR_MISMATCH,
-    BNB_ERR_NO_DEVICE, BNB_ERR_OUT_OF_MEMORY, BNB_ERR_PANIC, BNB_ERR_UNSUPPORTED, BNB_OK,
-};
+pub const BNB_OK: bnb_status_t = 0;
+/// A NULL pointer, an unknown id or enum value, a wrong size, a value out of range.
+pub const BNB_ERR_INVALID_ARGUMENT: bnb_status_t = 1;
+/// A valid request this build or this handle cannot serve (e.g. CUDA in a CPU-only build).
+pub const BNB_ERR_UNSUPPORTED: bnb_status_t = 2;
+/// An allocation failed (host or device).
+pub const BNB_ERR_OUT_OF_MEMORY: bnb_status_t = 3;
+/// No CUDA driver or no such GPU at run time.
+pub const BNB_ERR_NO_DEVICE: bnb_status_t = 4;
+/// The CUDA driver reported an error.
+pub const BNB_ERR_CUDA: bnb_status_t = 5;
+/// Reading or writing a file failed.
+pub const BNB_ERR_IO: bnb_status_t = 6;
+/// Checkpoint data is damaged or not a libadam8bit checkpoint.
+pub const BNB_ERR_CORRUPT: bnb_status_t = 7;
+/// Data is valid but does not fit this handle (other parameters, config or map).
+pub const BNB_ERR_MISMATCH: bnb_status_t = 8;
+/// An internal bug was caught before it could cross into C.
+pub const BNB_ERR_PANIC: bnb_status_t = 9;
 
 /// Element type of a parameter and its gradient (they always share it).
 pub type bnb_dtype_t = i32;
@@ -85,6 +100,7 @@ pub const BNB_OPT_WEIGHT_DECAY: u32 = 1 << 4;
 pub const BNB_OPT_OPTIM_BITS: u32 = 1 << 5;
 pub const BNB_OPT_MIN_8BIT_SIZE: u32 = 1 << 6;
 pub const BNB_OPT_SHARD: u32 = 1 << 7;
+/// cbindgen:ignore
 const BNB_OPT_ALL: u32 = (1 << 8) - 1;
 
 /// Optimizer settings: the keyword arguments of `bnb.optim.Adam8bit`, plus `max_unorm` and
