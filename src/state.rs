@@ -283,3 +283,38 @@ pub fn as_bytes_mut<T: Pod>(s: &mut [T]) -> &mut [u8] {
     // SAFETY: as above; every byte pattern is a valid T for the Pod types (f32, u32, u8).
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), std::mem::size_of_val(s)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes beyond 2^31 and 2^32 elements are plain 64-bit arithmetic (bitsandbytes' int32
+    /// count wraps there); checked without allocating.
+    #[test]
+    fn state_sizes_of_huge_tensors() {
+        let n: u64 = 3 * (1 << 31) + 5;
+        let blocks = n.div_ceil(256);
+        assert_eq!(
+            layout(Path::Blockwise8, n, StateKind::State1, false, false),
+            Some((1, n))
+        );
+        assert_eq!(
+            layout(Path::Blockwise8, n, StateKind::Absmax2, false, false),
+            Some((4, blocks))
+        );
+        assert_eq!(
+            state_bytes(Path::Blockwise8, n, false, false),
+            2 * n + 8 * blocks
+        );
+        assert_eq!(state_bytes(Path::Fp32, n, true, true), 8 * n + 400 + 4);
+        assert_eq!(
+            state_bytes(Path::Dynamic8, 1 << 40, false, false),
+            (2 << 40) + 8
+        );
+        // 2.03125 bytes per element on the default path
+        assert_eq!(
+            state_bytes(Path::Blockwise8, 1 << 36, false, false) as f64 / (1u64 << 36) as f64,
+            2.03125
+        );
+    }
+}
