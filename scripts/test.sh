@@ -13,3 +13,6 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "Rust tests"
 cargo test --locked
+
+step "LibTorch extension against bitsandbytes (CPU)"
+scripts/test-torch.sh

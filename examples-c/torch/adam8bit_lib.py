@@ -1,0 +1,40 @@
+"""`Adam8bitLib`: a torch.optim.Optimizer backed by libadam8bit through the LibTorch extension
+`libadam8bit_torch.so` (adam8bit_torch.cpp). Same hyper-parameters and defaults as
+`bitsandbytes.optim.Adam8bit`; the state lives in libadam8bit, not in `self.state`.
+"""
+import torch
+
+
+def load_extension(path):
+    """Registers `torch.classes.adam8bit.Optimizer` from the built extension."""
+    torch.ops.load_library(path)
+
+
+class Adam8bitLib(torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, min_8bit_size=4096):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        if len(self.param_groups) != 1:
+            raise ValueError("Adam8bitLib takes one parameter group (use lr_scale groups in the C API for more)")
+        group = self.param_groups[0]
+        device = group["params"][0].device
+        self.handle = torch.classes.adam8bit.Optimizer(
+            lr, betas[0], betas[1], eps, weight_decay, min_8bit_size, device.type == "cuda", device.index or 0)
+        self.ids = [self.handle.add_param(p) for p in group["params"]]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        group = self.param_groups[0]
+        self.handle.set_lr(group["lr"])  # schedulers edit group["lr"]
+        ids, params, grads = [], [], []
+        for pid, p in zip(self.ids, group["params"]):
+            if p.grad is None:
+                continue  # like bitsandbytes: no gradient, no step (its step count stays)
+            ids.append(pid)
+            params.append(p.data)
+            grads.append(p.grad.contiguous())
+        self.handle.step(ids, params, grads)
+        return loss

@@ -1,0 +1,144 @@
+// A LibTorch extension that exposes a libadam8bit handle to PyTorch as a TorchScript custom
+// class, `torch.classes.adam8bit.Optimizer`. It only moves tensors' data pointers (and, for CUDA
+// tensors, the current stream) into the C ABI; all math stays in libadam8bit.
+#include <torch/custom_class.h>
+#include <torch/library.h>
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "adam8bit.h"
+}
+
+namespace {
+
+void check(bnb_status_t status, const char *what) {
+  TORCH_CHECK(status == BNB_OK, "libadam8bit ", what, " failed (", bnb_status_name(status), "): ",
+              bnb_last_error_message());
+}
+
+bnb_dtype_t dtype_of(const at::Tensor &t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return BNB_DTYPE_F32;
+    case at::kHalf: return BNB_DTYPE_F16;
+    case at::kBFloat16: return BNB_DTYPE_BF16;
+    default: TORCH_CHECK(false, "libadam8bit supports float32, float16 and bfloat16 tensors, not ", t.scalar_type());
+  }
+}
+
+bnb_state_kind_t kind_of(const std::string &name) {
+  static const char *const names[] = {"state1", "state2", "absmax1", "absmax2", "qmap1",
+                                      "qmap2",  "max1",   "max2",    "gnorm_vec", "unorm_vec"};
+  for (int i = 0; i < 10; ++i)
+    if (name == names[i]) return i;
+  TORCH_CHECK(false, "unknown state name '", name, "'");
+}
+
+// The handle, owned by a TorchScript object; destroyed with it.
+struct Optimizer : torch::CustomClassHolder {
+  bnb_adam8bit_t *handle = nullptr;
+
+  Optimizer(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t min_8bit_size,
+            bool cuda, int64_t device_index) {
+    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    cfg.lr = lr;
+    cfg.beta1 = beta1;
+    cfg.beta2 = beta2;
+    cfg.eps = eps;
+    cfg.weight_decay = weight_decay;
+    cfg.min_8bit_size = static_cast<uint64_t>(min_8bit_size);
+    check(bnb_adam8bit_create(&cfg, cuda ? BNB_DEVICE_CUDA : BNB_DEVICE_CPU, static_cast<int32_t>(device_index),
+                              &handle),
+          "create");
+  }
+  ~Optimizer() override { bnb_adam8bit_destroy(handle); }
+
+  int64_t add_param(const at::Tensor &p) {
+    uint32_t id = 0;
+    check(bnb_adam8bit_add_param(handle, static_cast<uint64_t>(p.numel()), dtype_of(p), &id), "add_param");
+    return id;
+  }
+
+  // One step of every (id, param, grad) triple, in one call: params are updated in place.
+  void step(const std::vector<int64_t> &ids, const std::vector<at::Tensor> &params,
+            const std::vector<at::Tensor> &grads) {
+    TORCH_CHECK(ids.size() == params.size() && ids.size() == grads.size(), "ids, params and grads differ in length");
+    std::vector<bnb_step_item_t> items(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      TORCH_CHECK(params[i].is_contiguous() && grads[i].is_contiguous(), "param and grad must be contiguous");
+      TORCH_CHECK(params[i].scalar_type() == grads[i].scalar_type(), "param and grad dtypes differ");
+      TORCH_CHECK(params[i].numel() == grads[i].numel(), "param and grad sizes differ");
+      items[i].id = static_cast<uint32_t>(ids[i]);
+      items[i].param = params[i].data_ptr();
+      items[i].grad = grads[i].data_ptr();
+    }
+    // CPU tensors take no stream; CUDA handles get torch's current stream so the step is
+    // ordered with the surrounding kernels (needs the build with -DADAM8BIT_TORCH_CUDA).
+    void *stream = nullptr;
+    check(bnb_adam8bit_step_many(handle, items.data(), items.size(), stream), "step_many");
+  }
+
+  void set_lr(double lr) { check(bnb_adam8bit_set_lr(handle, lr), "set_lr"); }
+
+  void set_step(int64_t id, int64_t step) {
+    check(bnb_adam8bit_set_step(handle, static_cast<uint32_t>(id), static_cast<uint64_t>(step)), "set_step");
+  }
+
+  int64_t get_step(int64_t id) {
+    bnb_param_info_t info{};
+    info.struct_size = sizeof info;
+    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info), "param_info");
+    return static_cast<int64_t>(info.step);
+  }
+
+  int64_t state_bytes(int64_t id) {
+    bnb_param_info_t info{};
+    info.struct_size = sizeof info;
+    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info), "param_info");
+    return static_cast<int64_t>(info.state_bytes);
+  }
+
+  // A copy of state array `name` (bitsandbytes' key) as a uint8 (codes) or float32 tensor.
+  at::Tensor read_state(int64_t id, const std::string &name) {
+    uint64_t bytes = 0;
+    bnb_state_kind_t kind = kind_of(name);
+    check(bnb_adam8bit_state_size(handle, static_cast<uint32_t>(id), kind, &bytes), "state_size");
+    bool codes = (kind == BNB_STATE1 || kind == BNB_STATE2) && is_8bit(id);
+    at::Tensor out = codes ? at::empty({static_cast<int64_t>(bytes)}, at::kByte)
+                           : at::empty({static_cast<int64_t>(bytes / 4)}, at::kFloat);
+    check(bnb_adam8bit_read_state(handle, static_cast<uint32_t>(id), kind, out.data_ptr(), bytes), "read_state");
+    return out;
+  }
+
+  void write_state(int64_t id, const std::string &name, const at::Tensor &src) {
+    at::Tensor c = src.contiguous().cpu();
+    check(bnb_adam8bit_write_state(handle, static_cast<uint32_t>(id), kind_of(name), c.data_ptr(),
+                                   static_cast<uint64_t>(c.numel() * c.element_size())),
+          "write_state");
+  }
+
+ private:
+  bool is_8bit(int64_t id) {
+    bnb_param_info_t info{};
+    info.struct_size = sizeof info;
+    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info), "param_info");
+    return info.path != BNB_PATH_FP32;
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY(adam8bit, m) {
+  m.class_<Optimizer>("Optimizer")
+      .def(torch::init<double, double, double, double, double, int64_t, bool, int64_t>())
+      .def("add_param", &Optimizer::add_param)
+      .def("step", &Optimizer::step)
+      .def("set_lr", &Optimizer::set_lr)
+      .def("set_step", &Optimizer::set_step)
+      .def("get_step", &Optimizer::get_step)
+      .def("state_bytes", &Optimizer::state_bytes)
+      .def("read_state", &Optimizer::read_state)
+      .def("write_state", &Optimizer::write_state);
+}
