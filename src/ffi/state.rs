@@ -4,7 +4,31 @@ use std::ffi::c_void;
 
 use super::types::*;
 use super::{arg, arg_mut, bnb_adam8bit_t, guard};
-use crate::error::invalid;
+use crate::error::{invalid, Result};
+use crate::optimizer::Optimizer;
+use crate::state::StateKind;
+
+/// The length of a caller's buffer, checked before any slice is made of it: non-NULL and
+/// exactly the size of the state array.
+fn exact_len(
+    opt: &Optimizer,
+    id: u32,
+    kind: StateKind,
+    is_null: bool,
+    bytes: u64,
+) -> Result<usize> {
+    let want = opt.state_size(id, kind)?;
+    if want != bytes {
+        invalid!(
+            "{} of parameter {id} is {want} bytes, not {bytes}",
+            kind.name()
+        );
+    }
+    if is_null {
+        invalid!("the {} buffer is NULL", kind.name());
+    }
+    Ok(want as usize)
+}
 
 /// Writes the exact size in bytes of state array `which` of parameter `id` to `*out_bytes`.
 ///
@@ -42,21 +66,8 @@ pub unsafe extern "C" fn bnb_adam8bit_read_state(
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
         let kind = state_kind(which)?;
-        let want = opt.state_size(id, kind)?;
-        if want != bytes {
-            invalid!(
-                "{} of parameter {id} is {want} bytes, not {bytes}",
-                crate::state::StateKind::name(kind)
-            );
-        }
-        if dst.is_null() {
-            invalid!("dst is NULL");
-        }
-        opt.read_state(
-            id,
-            kind,
-            std::slice::from_raw_parts_mut(dst.cast(), bytes as usize),
-        )
+        let len = exact_len(&opt, id, kind, dst.is_null(), bytes)?;
+        opt.read_state(id, kind, std::slice::from_raw_parts_mut(dst.cast(), len))
     })
 }
 
@@ -77,21 +88,8 @@ pub unsafe extern "C" fn bnb_adam8bit_write_state(
     guard(|| {
         let mut opt = arg(h, "handle")?.lock()?;
         let kind = state_kind(which)?;
-        let want = opt.state_size(id, kind)?;
-        if want != bytes {
-            invalid!(
-                "{} of parameter {id} is {want} bytes, not {bytes}",
-                crate::state::StateKind::name(kind)
-            );
-        }
-        if src.is_null() {
-            invalid!("src is NULL");
-        }
-        opt.write_state(
-            id,
-            kind,
-            std::slice::from_raw_parts(src.cast(), bytes as usize),
-        )
+        let len = exact_len(&opt, id, kind, src.is_null(), bytes)?;
+        opt.write_state(id, kind, std::slice::from_raw_parts(src.cast(), len))
     })
 }
 
