@@ -11,13 +11,16 @@
 //! - [`state`]: per-parameter state storage;
 //! - [`optimizer`]: the parameter registry and step dispatch;
 //! - [`cpu`]: the CPU backend (kernels and worker pool);
-//! - [`clipping`]: percentile clipping and `max_unorm` scales.
+//! - [`clipping`]: percentile clipping and `max_unorm` scales;
+//! - [`checkpoint`]: saving, loading, merging and splitting checkpoints.
 
 #![allow(non_camel_case_types)]
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("libadam8bit exposes state arrays as little-endian bytes and supports little-endian targets only");
 
+/// cbindgen:ignore
+pub mod checkpoint;
 /// cbindgen:ignore
 pub mod clipping;
 /// cbindgen:ignore

@@ -151,7 +151,7 @@ impl Optimizer {
 
     /// A shard steps exactly like the same slice of the full tensor only where every output
     /// depends on its own 256-element blocks alone.
-    fn check_shard(&self, s: Shard, numel: u64, path: Path) -> Result<()> {
+    pub(crate) fn check_shard(&self, s: Shard, numel: u64, path: Path) -> Result<()> {
         if s.offset % BLOCKSIZE != 0 {
             invalid!(
                 "shard offset {} is not a multiple of the {BLOCKSIZE}-element block",
@@ -397,6 +397,14 @@ impl Optimizer {
             }
         }
         Ok(())
+    }
+}
+
+/// What checkpoints need beyond the per-parameter accessors.
+impl Optimizer {
+    /// Every group's learning rate, by group.
+    pub fn group_lrs(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        self.group_lr.iter().map(|(&g, &lr)| (g, lr))
     }
 }
 

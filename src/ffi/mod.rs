@@ -1,6 +1,7 @@
 //! The C ABI and nothing else: argument checks, the panic guard, status codes and messages.
 //! No math lives here; every call forwards to [`crate::optimizer::Optimizer`].
 
+pub mod checkpoint;
 pub mod handle;
 pub mod params;
 pub mod state;

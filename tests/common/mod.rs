@@ -290,3 +290,5 @@ impl Rng {
         (0..12).map(|_| self.uniform()).sum::<f32>() - 6.0
     }
 }
+
+pub mod checkpoint;

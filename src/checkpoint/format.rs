@@ -1,0 +1,307 @@
+//! The file format: a safetensors file whose tensors are `param.<i>.<key>` (bitsandbytes' keys,
+//! 1-D, U8 codes and F32 everything else) and whose metadata is the [`Manifest`].
+//!
+//! [`decode`] checks everything that does not depend on a handle: the header length against
+//! the data, the safetensors structure, the manifest, that every parameter has exactly the
+//! arrays its path keeps with the right dtype and shape, every checksum, and the maps.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path as FsPath;
+
+use safetensors::tensor::{Dtype as StDtype, Metadata, View};
+use safetensors::SafeTensors;
+
+use super::crc32::crc32;
+use super::manifest::{path_name, Manifest, ParamEntry, FORMAT_VERSION};
+use super::{kinds, Checkpoint, ParamRecord};
+use crate::config::BLOCKSIZE;
+use crate::error::{Error, Result};
+use crate::qmap::{SIGNED_BITS, UNSIGNED_BITS};
+use crate::state::{as_bytes, StateKind};
+
+/// The tensor name of array `kind` of parameter `i`.
+pub fn tensor_name(i: usize, kind: StateKind) -> String {
+    format!("param.{i}.{}", kind.name())
+}
+
+fn st_dtype(elem_size: u64) -> StDtype {
+    if elem_size == 1 {
+        StDtype::U8
+    } else {
+        StDtype::F32
+    }
+}
+
+/// One array as safetensors sees it.
+struct ArrayView<'a> {
+    dtype: StDtype,
+    shape: [usize; 1],
+    data: &'a [u8],
+}
+
+impl View for ArrayView<'_> {
+    fn dtype(&self) -> StDtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+type Prepared<'c> = (Vec<(String, ArrayView<'c>)>, HashMap<String, String>);
+
+/// The tensors and metadata of `ck`, with checksums computed now.
+fn prepare<'c>(ck: &'c Checkpoint<'_>) -> Result<Prepared<'c>> {
+    let mut views = Vec::new();
+    let mut entries = Vec::with_capacity(ck.params.len());
+    for (i, p) in ck.params.iter().enumerate() {
+        let expected = kinds(&ck.config, p.path, p.numel);
+        let mut crcs = Vec::with_capacity(expected.len());
+        for ((kind, bytes), &(want, size, count)) in p.arrays.iter().zip(&expected) {
+            if *kind != want || bytes.len() as u64 != size * count {
+                return Err(Error::Panic(format!(
+                    "parameter {i}: array {} does not match its layout",
+                    kind.name()
+                )));
+            }
+            crcs.push((*kind, crc32(bytes)));
+            views.push((
+                tensor_name(i, *kind),
+                ArrayView {
+                    dtype: st_dtype(size),
+                    shape: [count as usize],
+                    data: bytes,
+                },
+            ));
+        }
+        if p.arrays.len() != expected.len() {
+            return Err(Error::Panic(format!(
+                "parameter {i}: has {} arrays, its layout {}",
+                p.arrays.len(),
+                expected.len()
+            )));
+        }
+        entries.push(ParamEntry {
+            numel: p.numel,
+            dtype: p.dtype,
+            path: p.path,
+            step: p.step,
+            overrides: p.overrides,
+            crc32: crcs,
+        });
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        library_version: env!("CARGO_PKG_VERSION").to_string(),
+        config: ck.config,
+        groups: ck.groups.clone(),
+        params: entries,
+    };
+    Ok((views, manifest.to_metadata()))
+}
+
+fn st_error(e: safetensors::SafeTensorError) -> Error {
+    match e {
+        safetensors::SafeTensorError::IoError(io) => {
+            Error::Io(format!("writing the checkpoint failed: {io}"))
+        }
+        other => Error::Panic(format!("safetensors refused the checkpoint: {other}")),
+    }
+}
+
+/// The checkpoint as the bytes of a file.
+pub fn encode(ck: &Checkpoint<'_>) -> Result<Vec<u8>> {
+    let (views, meta) = prepare(ck)?;
+    safetensors::serialize(views, Some(meta)).map_err(st_error)
+}
+
+/// Streams the checkpoint into a new file at `path` (no durability; see [`super::file`]).
+pub fn encode_to_file(ck: &Checkpoint<'_>, path: &FsPath) -> Result<()> {
+    let (views, meta) = prepare(ck)?;
+    safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| match st_error(e) {
+        Error::Io(m) => Error::Io(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+/// Parses and validates checkpoint bytes; arrays borrow from `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint<'_>> {
+    let corrupt = |m: String| Error::Corrupt(m);
+    // Checked here, before safetensors sees it, so the message is precise and nothing is ever
+    // sized by a length field that the data does not back.
+    let len = bytes.len() as u64;
+    let Some(head) = bytes.first_chunk::<8>() else {
+        return Err(corrupt(format!(
+            "{len} bytes is too short for a checkpoint (the header length alone takes 8)"
+        )));
+    };
+    let header_len = u64::from_le_bytes(*head);
+    if header_len > len - 8 {
+        return Err(corrupt(format!(
+            "header length {header_len} exceeds the {} bytes that follow it (truncated or damaged file)",
+            len - 8
+        )));
+    }
+    let (n, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| corrupt(format!("not a valid safetensors file: {e}")))?;
+    let data = &bytes[8 + n..];
+    let manifest = Manifest::from_metadata(meta.metadata().as_ref())?;
+    let mut params = Vec::with_capacity(manifest.params.len());
+    let mut tensors_used = 0;
+    for (i, entry) in manifest.params.iter().enumerate() {
+        check_entry(&manifest, i, entry)?;
+        let arrays = arrays(&manifest, &meta, data, i, entry)?;
+        tensors_used += arrays.len();
+        params.push(ParamRecord {
+            numel: entry.numel,
+            dtype: entry.dtype,
+            path: entry.path,
+            step: entry.step,
+            overrides: entry.overrides,
+            arrays,
+        });
+    }
+    let stored = meta.tensors().len();
+    if stored != tensors_used {
+        return Err(corrupt(format!(
+            "the file holds {stored} tensors, its parameters account for {tensors_used}"
+        )));
+    }
+    if let Some(g) = manifest
+        .groups
+        .keys()
+        .find(|&&g| !params.iter().any(|p| p.overrides.group == g))
+    {
+        return Err(corrupt(format!("groups: group {g} has no parameter")));
+    }
+    Ok(Checkpoint {
+        format_version: manifest.format_version,
+        library_version: manifest.library_version,
+        config: manifest.config,
+        groups: manifest.groups,
+        params,
+    })
+}
+
+/// The entry's own consistency: sizes, overrides, the path its config and size imply.
+fn check_entry(m: &Manifest, i: usize, e: &ParamEntry) -> Result<()> {
+    let bad =
+        |field: &str, why: String| Err(Error::Corrupt(format!("parameter {i}.{field}: {why}")));
+    if e.numel == 0 {
+        return bad("numel", "is 0".into());
+    }
+    if e.step == u64::MAX {
+        return bad("step", "is 2^64 - 1".into());
+    }
+    if !m.groups.contains_key(&e.overrides.group) {
+        return bad(
+            "group",
+            format!("{} is not in the groups list", e.overrides.group),
+        );
+    }
+    if let Err(err) = e.overrides.resolve(&m.config) {
+        return bad("overrides", err.to_string());
+    }
+    if let Some(s) = e.overrides.shard {
+        if s.offset % BLOCKSIZE != 0
+            || s.offset
+                .checked_add(e.numel)
+                .is_none_or(|end| end > s.full_numel)
+        {
+            return bad(
+                "shard",
+                format!(
+                    "[{}, {}+{}) is not a block-aligned slice of {} elements",
+                    s.offset, s.offset, e.numel, s.full_numel
+                ),
+            );
+        }
+    }
+    match e.overrides.path(&m.config, e.numel) {
+        Ok(p) if p == e.path => Ok(()),
+        Ok(p) => bad(
+            "path",
+            format!(
+                "`{}` contradicts its size and config, which give `{}`",
+                path_name(e.path),
+                path_name(p)
+            ),
+        ),
+        Err(err) => bad("overrides", err.to_string()),
+    }
+}
+
+/// The arrays of parameter `i`: present, of the expected dtype and shape, checksums equal,
+/// maps equal to the library's.
+fn arrays<'d>(
+    m: &Manifest,
+    meta: &Metadata,
+    data: &'d [u8],
+    i: usize,
+    e: &ParamEntry,
+) -> Result<Vec<(StateKind, Cow<'d, [u8]>)>> {
+    let expected = kinds(&m.config, e.path, e.numel);
+    let listed: Vec<StateKind> = e.crc32.iter().map(|(k, _)| *k).collect();
+    let wanted: Vec<StateKind> = expected.iter().map(|(k, _, _)| *k).collect();
+    if listed != wanted {
+        let names = |v: &[StateKind]| v.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+        return Err(Error::Corrupt(format!(
+            "parameter {i}.crc32: lists [{}], its path `{}` keeps [{}]",
+            names(&listed),
+            path_name(e.path),
+            names(&wanted)
+        )));
+    }
+    let mut out = Vec::with_capacity(expected.len());
+    for (&(kind, size, count), &(_, crc)) in expected.iter().zip(&e.crc32) {
+        let name = tensor_name(i, kind);
+        let field = |why: String| Error::Corrupt(format!("parameter {i}.{}: {why}", kind.name()));
+        let info = meta
+            .info(&name)
+            .ok_or_else(|| field(format!("tensor `{name}` is missing")))?;
+        if info.dtype != st_dtype(size) {
+            return Err(field(format!(
+                "dtype {} (expected {})",
+                info.dtype,
+                st_dtype(size)
+            )));
+        }
+        if info.shape.len() != 1 || info.shape[0] as u64 != count {
+            return Err(field(format!(
+                "shape {:?} (expected [{count}])",
+                info.shape
+            )));
+        }
+        let (start, end) = info.data_offsets;
+        let bytes = data
+            .get(start..end)
+            .ok_or_else(|| field("data offsets outside the file".into()))?;
+        let actual = crc32(bytes);
+        if actual != crc {
+            return Err(field(format!(
+                "checksum mismatch (stored {crc:08x}, computed {actual:08x}): the data is damaged"
+            )));
+        }
+        let ours = match kind {
+            StateKind::Qmap1 => Some(as_bytes(&SIGNED_BITS)),
+            StateKind::Qmap2 => Some(as_bytes(&UNSIGNED_BITS)),
+            _ => None,
+        };
+        if ours.is_some_and(|ours| ours != bytes) {
+            return Err(Error::Mismatch(format!(
+                "parameter {i}.{}: differs from the library's map; codes encoded with another map \
+                 cannot be stepped with this one",
+                kind.name()
+            )));
+        }
+        out.push((kind, Cow::Borrowed(bytes)));
+    }
+    Ok(out)
+}
