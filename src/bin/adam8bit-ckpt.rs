@@ -67,7 +67,7 @@ fn summary(path: &Path, file_bytes: usize, ck: &Checkpoint<'_>) -> String {
         ck.library_version
     );
     s += &format!(
-        "config: lr {} betas ({}, {}) eps {} weight_decay {} max_unorm {} min_8bit_size {} \
+        "config: lr {:?} betas ({:?}, {:?}) eps {:?} weight_decay {:?} max_unorm {:?} min_8bit_size {} \
          percentile_clipping {} block_wise {} is_paged {} skip_zeros {}\n",
         c.lr,
         c.beta1,
@@ -82,7 +82,7 @@ fn summary(path: &Path, file_bytes: usize, ck: &Checkpoint<'_>) -> String {
         c.skip_zeros
     );
     for (g, lr) in &ck.groups {
-        s += &format!("group {g}: lr {lr}\n");
+        s += &format!("group {g}: lr {lr:?}\n");
     }
     s += &format!("{} parameters\n", ck.params.len());
     for (i, p) in ck.params.iter().enumerate() {
