@@ -129,8 +129,7 @@ impl Manifest {
         }
         let stored = meta
             .get("header_crc32")
-            .and_then(|v| u32::from_str_radix(v, 16).ok())
-            .ok_or_else(|| corrupt("metadata header_crc32: missing or not hex".into()))?;
+            .ok_or_else(|| corrupt("metadata header_crc32: missing".into()))?;
         let covered = COVERED
             .iter()
             .map(|&k| {
@@ -139,10 +138,11 @@ impl Manifest {
                     .ok_or_else(|| corrupt(format!("metadata: key `{k}` is missing")))
             })
             .collect::<Result<Vec<&str>>>()?;
-        let actual = header_crc(covered.iter().copied());
-        if stored != actual {
+        // Compared as text, exactly as written (lower-case hex), so no altered digit passes.
+        let actual = format!("{:08x}", header_crc(covered.iter().copied()));
+        if *stored != actual {
             return Err(corrupt(format!(
-                "metadata checksum mismatch (stored {stored:08x}, computed {actual:08x}): the header is damaged"
+                "metadata checksum mismatch (stored {stored}, computed {actual}): the header is damaged"
             )));
         }
         if let Some(k) = meta
