@@ -61,6 +61,10 @@
 // the same handle are serialised (never a data race); different handles never contend.
 typedef struct bnb_adam8bit_t bnb_adam8bit_t;
 
+// Result of every fallible call: `BNB_OK` (0) or one of the `BNB_ERR_*` codes. On an error,
+// `bnb_last_error_message()` says what was wrong.
+typedef int32_t bnb_status_t;
+
 // Optimizer settings: the keyword arguments of `bnb.optim.Adam8bit`, plus `max_unorm` and
 // `skip_zeros`. Start from `bnb_adam8bit_config_default()` or `bnb_adam8bit_config_preset()`,
 // which also fill in `struct_size`.
@@ -93,10 +97,6 @@ typedef struct bnb_adam8bit_config_t {
   // 32-bit path: elements whose gradient is exactly zero are left untouched.
   bool skip_zeros;
 } bnb_adam8bit_config_t;
-
-// Result of every fallible call: `BNB_OK` (0) or one of the `BNB_ERR_*` codes. On an error,
-// `bnb_last_error_message()` says what was wrong.
-typedef int32_t bnb_status_t;
 
 // The bitsandbytes classes a configuration can start from.
 typedef int32_t bnb_preset_t;
@@ -268,6 +268,92 @@ typedef int32_t bnb_state_kind_t;
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Saves the whole optimizer (config, group learning rates, every parameter's state and step)
+// to `path` as a safetensors file (docs/checkpoint.md). The file is replaced atomically: a
+// temporary file beside it is written, fsynced and renamed over it, and the directory is
+// fsynced, so a crash leaves the previous checkpoint intact. Errors: `BNB_ERR_IO`.
+//
+// # Safety
+// `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
+bnb_status_t bnb_adam8bit_save(const struct bnb_adam8bit_t *h, const char *path);
+
+// Loads a checkpoint written by `bnb_adam8bit_save` into a handle with the same parameters
+// registered in the same order. Everything is validated before the handle changes; on any
+// error the handle is exactly as before: `BNB_ERR_IO` (cannot read), `BNB_ERR_CORRUPT`
+// (damaged or not a checkpoint), `BNB_ERR_MISMATCH` (valid but does not fit this handle; the
+// message names the parameter and field). The checkpoint's `lr` and group learning rates
+// replace the handle's; every other config value must be equal (`is_paged` and the device
+// may differ).
+//
+// # Safety
+// `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
+bnb_status_t bnb_adam8bit_load(struct bnb_adam8bit_t *h, const char *path);
+
+// The exact size in bytes of what `bnb_adam8bit_serialize` writes now (it builds the
+// checkpoint to measure it).
+//
+// # Safety
+// `h` must be a live handle or NULL; `out_bytes` writable or NULL.
+bnb_status_t bnb_adam8bit_serialized_size(const struct bnb_adam8bit_t *h, uint64_t *out_bytes);
+
+// Writes the checkpoint (the bytes of the file `bnb_adam8bit_save` would write) into `buf`,
+// which holds `buf_bytes` bytes, and its length to `*out_written`. A buffer that is too small
+// is `BNB_ERR_INVALID_ARGUMENT` and nothing is written.
+//
+// # Safety
+// `h` must be a live handle or NULL; `buf` NULL or `buf_bytes` writable bytes; `out_written`
+// writable or NULL.
+bnb_status_t bnb_adam8bit_serialize(const struct bnb_adam8bit_t *h,
+                                    void *buf,
+                                    uint64_t buf_bytes,
+                                    uint64_t *out_written);
+
+// Loads a checkpoint from `bytes` bytes at `buf`, with the checks and guarantees of
+// `bnb_adam8bit_load` (except `BNB_ERR_IO`).
+//
+// # Safety
+// `h` must be a live handle or NULL; `buf` NULL or `bytes` readable bytes.
+bnb_status_t bnb_adam8bit_deserialize(struct bnb_adam8bit_t *h, const void *buf, uint64_t bytes);
+
+// The slice `[*out_offset, *out_offset + *out_len)` that rank `rank` of `world` owns of a
+// flattened tensor of `full_numel` elements: the tensor's 256-element blocks are dealt out
+// in order, `blocks / world` to every rank and one more to each of the first
+// `blocks % world` ranks, so offsets are multiples of 256 and only the last non-empty slice
+// ends in a partial block. Register the slice with `bnb_adam8bit_add_param_ex`,
+// `BNB_OPT_SHARD`, `shard_full_numel = full_numel`, `shard_offset = *out_offset`.
+// `*out_len` is 0 for ranks past the last block (a tensor of fewer than `world` blocks): such
+// a rank does **not** register that tensor (rank 0 never gets an empty slice). Checkpoint
+// merge and split follow the same rule.
+//
+// # Safety
+// `out_offset` and `out_len` writable or NULL.
+bnb_status_t bnb_shard_range(uint64_t full_numel,
+                             uint32_t rank,
+                             uint32_t world,
+                             uint64_t *out_offset,
+                             uint64_t *out_len);
+
+// Merges the checkpoints of ranks `0 .. count-1` (`shard_paths[r]` is rank r's file, saved
+// from a handle whose parameters are all shards cut by `bnb_shard_range` with
+// `world = count`) into one checkpoint of the full tensors at `out_path`, loadable into a
+// single handle that registers every tensor whole. `BNB_ERR_MISMATCH` if the shards do not
+// fit together (the message names the rank and parameter).
+//
+// # Safety
+// `shard_paths` NULL or `count` pointers to NUL-terminated strings; `out_path` likewise.
+bnb_status_t bnb_checkpoint_merge(const char *const *shard_paths,
+                                  size_t count,
+                                  const char *out_path);
+
+// Splits the full checkpoint `in_path` into `world` shard checkpoints
+// `<out_path_prefix>.<rank>-of-<world>.safetensors`, cut by `bnb_shard_range`; rank r's file
+// loads into a handle that registered rank r's non-empty slices in tensor order. All parts
+// are validated before the first is written; each file is replaced atomically.
+//
+// # Safety
+// `in_path` and `out_path_prefix` NULL or NUL-terminated strings.
+bnb_status_t bnb_checkpoint_split(const char *in_path, uint32_t world, const char *out_path_prefix);
 
 // The defaults of `bnb.optim.Adam8bit`: lr 1e-3, betas (0.9, 0.999), eps 1e-8,
 // weight_decay 0, amsgrad false, optim_bits 32, min_8bit_size 4096, percentile_clipping 100,

@@ -331,6 +331,9 @@ fn layout_matches_the_documentation() {
     );
 }
 
+/// Per parameter: step, lr, and the FNV-1a of every array.
+type Digests = Vec<(u64, f64, Vec<(bnb_state_kind_t, u64)>)>;
+
 /// FNV-1a, to pin the fixture's arrays in a few lines.
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -357,7 +360,7 @@ fn format_version_1_fixture_loads_exactly() {
     assert_eq!(metadata(&bytes)["format_version"], "1");
     let h = mixed_empty();
     ok(h.load(&fixture()));
-    let got: Vec<(u64, f64, Vec<(bnb_state_kind_t, u64)>)> = h
+    let got: Digests = h
         .snapshot()
         .into_iter()
         .map(|(step, lr, arrays)| {
@@ -377,7 +380,7 @@ fn format_version_1_fixture_loads_exactly() {
 
 /// Step, lr and the FNV-1a of every array of the four parameters (parameter 2 is in group 1,
 /// lr 2.5e-4 with lr_scale 0.5; parameter 1 skipped every other step).
-fn expected_fixture() -> Vec<(u64, f64, Vec<(bnb_state_kind_t, u64)>)> {
+fn expected_fixture() -> Digests {
     let qmaps = [
         (BNB_QMAP1, 0xd677f22a96665bc4),
         (BNB_QMAP2, 0x43811b16730a873e),

@@ -227,7 +227,7 @@ fn merge_and_split_match_the_runs() {
         BNB_ERR_MISMATCH
     );
     assert_eq!(
-        merge(&[full_path.clone()], &dir.join("y.safetensors")),
+        merge(std::slice::from_ref(&full_path), &dir.join("y.safetensors")),
         BNB_ERR_MISMATCH
     );
     std::fs::remove_dir_all(&dir).unwrap();

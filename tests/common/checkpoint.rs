@@ -28,6 +28,9 @@ pub const KINDS: [bnb_state_kind_t; 10] = [
     BNB_UNORM_VEC,
 ];
 
+/// Per parameter: step, lr, and (kind, bytes) of every array it keeps.
+pub type Snapshot = Vec<(u64, f64, Vec<(bnb_state_kind_t, Vec<u8>)>)>;
+
 impl Handle {
     pub fn save(&self, path: &Path) -> bnb_status_t {
         unsafe { bnb_adam8bit_save(self.0, cpath(path).as_ptr()) }
@@ -58,7 +61,7 @@ impl Handle {
     }
 
     /// Everything observable: per parameter its step, lr and every array it keeps.
-    pub fn snapshot(&self) -> Vec<(u64, f64, Vec<(bnb_state_kind_t, Vec<u8>)>)> {
+    pub fn snapshot(&self) -> Snapshot {
         (0..self.num_params())
             .map(|id| {
                 let info = self.info(id);
