@@ -450,3 +450,67 @@ fn shard_range_arguments_are_checked() {
     assert_eq!(shard_range(300, 1, 3), (256, 44));
     assert_eq!(shard_range(300, 2, 3), (300, 0));
 }
+
+/// The other arrays: `max1`/`max2` (non-blockwise), `gnorm_vec` (percentile clipping),
+/// `unorm_vec` (max_unorm) survive a round trip, and such a checkpoint cannot be split.
+#[test]
+fn non_blockwise_clipping_and_unorm_round_trip() {
+    let mut cfg = bnb_adam8bit_config_default();
+    cfg.block_wise = false;
+    cfg.percentile_clipping = 5;
+    cfg.max_unorm = 1.0;
+    let make = || {
+        let h = Handle::new(&cfg);
+        h.add(5000, BNB_DTYPE_F32);
+        h.add(300, BNB_DTYPE_F16);
+        h
+    };
+    let a = make();
+    let mut rng = Rng(21);
+    let mut p: Vec<Vec<u8>> = vec![
+        random_elems(&mut rng, 5000, BNB_DTYPE_F32, 1.0),
+        random_elems(&mut rng, 300, BNB_DTYPE_F16, 1.0),
+    ];
+    for _ in 0..3 {
+        let g0 = random_elems(&mut rng, 5000, BNB_DTYPE_F32, 0.1);
+        let g1 = random_elems(&mut rng, 300, BNB_DTYPE_F16, 0.1);
+        a.step(0, &mut p[0], &g0);
+        a.step(1, &mut p[1], &g1);
+    }
+    let bytes = a.serialize();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    for name in [
+        "param.0.max1",
+        "param.0.max2",
+        "param.0.gnorm_vec",
+        "param.0.unorm_vec",
+        "param.1.gnorm_vec",
+        "param.1.unorm_vec",
+    ] {
+        assert!(st.tensor(name).is_ok(), "{name} missing");
+    }
+    assert!(st.tensor("param.0.absmax1").is_err() && st.tensor("param.1.qmap1").is_err());
+    let b = make();
+    ok(b.deserialize(&bytes));
+    assert_eq!(a.snapshot(), b.snapshot());
+    let g = random_elems(&mut rng, 5000, BNB_DTYPE_F32, 0.1);
+    let (mut pa, mut pb) = (p[0].clone(), p[0].clone());
+    a.step(0, &mut pa, &g);
+    b.step(0, &mut pb, &g);
+    assert_eq!(pa, pb);
+    assert_eq!(a.snapshot(), b.snapshot());
+
+    let dir = temp_dir("nonblockwise");
+    let path = dir.join("full.safetensors");
+    ok(a.save(&path));
+    let prefix = cpath(&dir.join("part"));
+    let st = unsafe { bnb_checkpoint_split(cpath(&path).as_ptr(), 2, prefix.as_ptr()) };
+    assert_eq!(st, BNB_ERR_UNSUPPORTED, "{}", message());
+    assert!(message().contains("parameter 0"), "{}", message());
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "a refused split wrote files"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
