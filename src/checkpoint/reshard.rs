@@ -77,10 +77,10 @@ pub fn merge(shards: &[Checkpoint<'_>]) -> Result<Checkpoint<'static>> {
             return Err(mismatch(format!("rank {r}: config differs from rank 0's")));
         }
         for (&g, &lr) in &s.groups {
-            if *groups.entry(g).or_insert(lr) != lr {
+            let seen = *groups.entry(g).or_insert(lr);
+            if seen != lr {
                 return Err(mismatch(format!(
-                    "rank {r}: group {g} has learning rate {lr}, another rank {}",
-                    groups[&g]
+                    "rank {r}: group {g} has learning rate {lr}, another rank {seen}"
                 )));
             }
         }
@@ -165,10 +165,20 @@ fn join(
     for (a, (kind, bytes)) in head.arrays.iter().enumerate() {
         let joined: Vec<u8> = match unit(*kind, j)? {
             None => bytes.to_vec(),
-            Some(_) => slices
-                .iter()
-                .flat_map(|s| s.arrays[a].1.iter().copied())
-                .collect(),
+            Some(_) => {
+                let mut whole = Vec::new();
+                for s in slices {
+                    match s.arrays.get(a) {
+                        Some((k, b)) if k == kind => whole.extend_from_slice(b),
+                        _ => {
+                            return Err(mismatch(format!(
+                                "tensor {j}: its slices keep different arrays"
+                            )))
+                        }
+                    }
+                }
+                whole
+            }
         };
         arrays.push((*kind, Cow::Owned(joined)));
     }
