@@ -57,6 +57,9 @@ fn file_round_trip_resumes_bit_identically() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("opt.safetensors")]);
+    // A directory that does not exist: an I/O error naming the path.
+    assert_eq!(b.save(&dir.join("absent/opt.safetensors")), BNB_ERR_IO);
+    assert!(message().contains("absent"), "{}", message());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

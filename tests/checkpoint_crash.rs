@@ -18,7 +18,7 @@ use adam8bit::ffi::types::*;
 const CHILD: &str = "BNB_CRASH_TEST_CHILD";
 const NUMEL: u64 = 4 << 20;
 const MID_SAVE_KILLS: usize = 3;
-const MAX_KILLS: usize = 60;
+const MAX_KILLS: usize = 200;
 
 fn handle() -> Handle {
     let h = Handle::new(&bnb_adam8bit_config_default());
@@ -75,7 +75,7 @@ fn parent() {
             .env(CHILD, &path)
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(50 + rng.next_u64() % 400));
+        std::thread::sleep(Duration::from_millis(20 + rng.next_u64() % 300));
         c.kill().unwrap(); // SIGKILL
         c.wait().unwrap();
         kills += 1;
