@@ -23,7 +23,8 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
 }
 
 /// Replaces `path` by what `write` puts into a fresh file: a crash at any moment leaves
-/// either the old file or the complete new one (and possibly a stray `*.tmp` beside it).
+/// either the old file or the complete new one (and possibly a stray temporary beside it:
+/// ours, `<name>.<pid>.tmp`, or the safetensors writer's `.tmp*`).
 pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temp_path(path)?;
     let written = write(&tmp).and_then(|()| {
