@@ -21,6 +21,15 @@ class Adam8bitLib(torch.optim.Optimizer):
             lr, betas[0], betas[1], eps, weight_decay, min_8bit_size, device.type == "cuda", device.index or 0)
         self.ids = [self.handle.add_param(p) for p in group["params"]]
 
+    def save(self, path):
+        """Writes the optimizer state (all parameters' steps and states) to a checkpoint file."""
+        self.handle.save(path)
+
+    def load(self, path):
+        """Restores a checkpoint written by `save` for the same parameters; on any mismatch or
+        damage it raises and the optimizer is unchanged."""
+        self.handle.load(path)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None

@@ -80,6 +80,10 @@ struct Optimizer : torch::CustomClassHolder {
     check(bnb_adam8bit_step_many(handle, items.data(), items.size(), stream), "step_many");
   }
 
+  // The whole optimizer state as a libadam8bit checkpoint (safetensors; docs/checkpoint.md).
+  void save(const std::string &path) { check(bnb_adam8bit_save(handle, path.c_str()), "save"); }
+  void load(const std::string &path) { check(bnb_adam8bit_load(handle, path.c_str()), "load"); }
+
   void set_lr(double lr) { check(bnb_adam8bit_set_lr(handle, lr), "set_lr"); }
 
   void set_step(int64_t id, int64_t step) {
@@ -135,6 +139,8 @@ TORCH_LIBRARY(adam8bit, m) {
       .def(torch::init<double, double, double, double, double, int64_t, bool, int64_t>())
       .def("add_param", &Optimizer::add_param)
       .def("step", &Optimizer::step)
+      .def("save", &Optimizer::save)
+      .def("load", &Optimizer::load)
       .def("set_lr", &Optimizer::set_lr)
       .def("set_step", &Optimizer::set_step)
       .def("get_step", &Optimizer::get_step)
