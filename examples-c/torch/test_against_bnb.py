@@ -7,7 +7,9 @@ not the function DECISIONS.md defines, so only one-step differences are bounded.
 
 usage: python test_against_bnb.py path/to/libadam8bit_torch.so
 """
+import os
 import sys
+import tempfile
 
 import numpy as np
 import torch
@@ -128,9 +130,6 @@ def resume_matches_uninterrupted(tmp):
 
 def main():
     load_extension(sys.argv[1])
-    import os
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         resume_matches_uninterrupted(os.path.join(d, "opt.safetensors"))
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
