@@ -14,19 +14,6 @@ use adam8bit::ffi::params::*;
 use adam8bit::ffi::state::*;
 use adam8bit::ffi::types::*;
 
-const ALL_KINDS: [bnb_state_kind_t; 10] = [
-    BNB_STATE1,
-    BNB_STATE2,
-    BNB_ABSMAX1,
-    BNB_ABSMAX2,
-    BNB_QMAP1,
-    BNB_QMAP2,
-    BNB_MAX1,
-    BNB_MAX2,
-    BNB_GNORM_VEC,
-    BNB_UNORM_VEC,
-];
-
 /// Per parameter: step, non-finite count, and every state array it keeps.
 type Snapshot = Vec<(u64, u64, Vec<Vec<u8>>)>;
 type ConfigEdit = Box<dyn Fn(&mut bnb_adam8bit_config_t)>;
@@ -36,7 +23,7 @@ fn snapshot(h: &Handle, ids: &[u32]) -> Snapshot {
     ids.iter()
         .map(|&id| {
             let i = h.info(id);
-            let arrays = ALL_KINDS
+            let arrays = common::checkpoint::KINDS
                 .iter()
                 .filter(|&&k| h.has(id, k))
                 .map(|&k| h.read(id, k))
