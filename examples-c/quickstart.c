@@ -358,10 +358,13 @@ int main(int argc, char **argv) {
     }
 
     int ok = 1;
-    /* Both runs must actually learn: the initial loss is about 2.4, the floor about 0.5. */
-    if (!(r8.final_loss < 0.5 * r8.curve[0] && r32.final_loss < 0.5 * r32.curve[0])) {
-        fprintf(stderr, "FAIL: a run did not halve its loss (8-bit %.4f -> %.4f, fp32 %.4f -> "
-                        "%.4f)\n", r8.curve[0], r8.final_loss, r32.curve[0], r32.final_loss);
+    /* Both runs must actually learn: the initial loss is about 2.4, the floor about 0.5; the
+     * full run ends near 0.6, a shortened one (cosine-decayed over fewer steps) still falls. */
+    double keep = steps == DEFAULT_STEPS ? 0.5 : 0.9;
+    if (!(r8.final_loss < keep * r8.curve[0] && r32.final_loss < keep * r32.curve[0])) {
+        fprintf(stderr, "FAIL: a run's loss did not fall below %.0f%% of its start (8-bit %.4f "
+                        "-> %.4f, fp32 %.4f -> %.4f)\n", 100 * keep, r8.curve[0],
+                r8.final_loss, r32.curve[0], r32.final_loss);
         ok = 0;
     }
     /* The matrices dominate: 2 bytes per element in 8 bit (m and v codes, plus two f32 absmax
