@@ -37,7 +37,7 @@ def main():
     ax.set_xlabel("optimizer step (batch 32)")
     ax.set_ylabel("training loss (label-smoothed cross-entropy)")
     ax.set_yscale("log")
-    ax.set_title("examples-c/quickstart.c: digits MLP 64-512-10, Adam lr 1e-3 cosine")
+    ax.set_title("quickstart.c: digits MLP 64-512-10, Adam lr 1e-3, cosine decay", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
