@@ -251,10 +251,6 @@ public:
     }
 
     // ---- checkpoints ----------------------------------------------------------------------
-    // Enabled once the checkpoint API (bnb_adam8bit_save and friends) is in adam8bit.h: define
-    // ADAM8BIT_HPP_CHECKPOINT before including this header (examples-c/CMakeLists.txt does
-    // when ADAM8BIT_EXAMPLES_CHECKPOINT is ON). Until then these declarations would not compile.
-#ifdef ADAM8BIT_HPP_CHECKPOINT
     void save(const std::string &path) const { check(bnb_adam8bit_save(live(), path.c_str())); }
     void load(const std::string &path) { check(bnb_adam8bit_load(live(), path.c_str())); }
     std::vector<std::uint8_t> serialize() const {
@@ -268,7 +264,6 @@ public:
     void deserialize(const std::vector<std::uint8_t> &buf) {
         check(bnb_adam8bit_deserialize(live(), buf.data(), buf.size()));
     }
-#endif
 
 private:
     // A moved-from object holds NULL; the library would report "handle is NULL", but saying
@@ -295,7 +290,6 @@ private:
     bnb_adam8bit_t *h_ = nullptr;
 };
 
-#ifdef ADAM8BIT_HPP_CHECKPOINT
 // The contiguous slice [offset, offset + len) of a flattened tensor that `rank` of `world` owns
 // (256-element aligned; len 0 = this rank holds none of it).
 inline std::pair<std::uint64_t, std::uint64_t> shard_range(std::uint64_t full_numel,
@@ -305,7 +299,6 @@ inline std::pair<std::uint64_t, std::uint64_t> shard_range(std::uint64_t full_nu
     check(bnb_shard_range(full_numel, rank, world, &off, &len));
     return {off, len};
 }
-#endif
 
 } // namespace adam8bit
 

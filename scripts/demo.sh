@@ -7,6 +7,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$repo/build}"
+"$repo/scripts/install-deps.sh" >/dev/null
 digits="$(python3 "$repo/scripts/fetch_digits.py")"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target quickstart -j"$(nproc)"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of libadam8bit on a fresh machine: installs what is missing, checks
-# formatting and lints, runs the Rust tests (golden vectors, bitsandbytes traces, ABI), and
-# the C/C++ programs under ctest.
+# formatting and lints, runs the Rust tests (golden vectors, bitsandbytes traces, ABI,
+# checkpoints), the C/C++ programs under ctest (plain and under valgrind, MPI included), the
+# install + find_package/pkg-config consumers, and the LibTorch extension against bitsandbytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
 
 step "formatting and lints"
 cargo fmt --check
@@ -13,6 +17,14 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "Rust tests"
 cargo test --locked
+
+step "C and C++ programs (ctest)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$(nproc)"
+ctest --test-dir build -j"$(nproc)" --output-on-failure
+
+step "install, then find_package and pkg-config consumers"
+scripts/test-install.sh build
 
 step "LibTorch extension against bitsandbytes (CPU)"
 scripts/test-torch.sh
