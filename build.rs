@@ -15,7 +15,13 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libadam8bit.so");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(adam8bit_cuda)");
-    for var in ["NVCC", "ADAM8BIT_NVCC_PREFIX", "ADAM8BIT_REQUIRE_CUDA", "HOME", "PATH"] {
+    for var in [
+        "NVCC",
+        "ADAM8BIT_NVCC_PREFIX",
+        "ADAM8BIT_REQUIRE_CUDA",
+        "HOME",
+        "PATH",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
@@ -71,7 +77,9 @@ fn find_nvcc() -> Option<PathBuf> {
     }
     let prefix = std::env::var_os("ADAM8BIT_NVCC_PREFIX")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/adam8bit/cuda-13.0")));
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/adam8bit/cuda-13.0"))
+        });
     let candidates = prefix
         .map(|p| p.join("nvidia/cu13/bin/nvcc"))
         .into_iter()
@@ -106,5 +114,8 @@ fn compile(nvcc: &Path, sources: &[PathBuf], fatbin: &Path) {
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
-    assert!(status.success(), "nvcc failed to compile the CUDA kernels ({status})");
+    assert!(
+        status.success(),
+        "nvcc failed to compile the CUDA kernels ({status})"
+    );
 }

@@ -23,7 +23,14 @@ fn driver() -> PathBuf {
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda_math_host");
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let out = Command::new(&cxx)
-        .args(["-O2", "-ffp-contract=off", "-std=c++17", "-Wall", "-Werror", "-o"])
+        .args([
+            "-O2",
+            "-ffp-contract=off",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            "-o",
+        ])
         .arg(&exe)
         .arg(root.join("tests/cuda_math_host.cpp"))
         .output()
@@ -93,7 +100,10 @@ fn kernel_abi_structs_match_their_rust_mirrors() {
     let want = [
         std::mem::size_of::<StepScalars>(),
         std::mem::size_of::<abi::Aux>(),
-        off(&a as *const abi::Aux as *const u8, a.history.as_ptr().cast()),
+        off(
+            &a as *const abi::Aux as *const u8,
+            a.history.as_ptr().cast(),
+        ),
         std::mem::size_of::<abi::Tensor>(),
         off(tb, (&t.k as *const StepScalars).cast()),
         off(tb, (&t.t as *const u64).cast()),
@@ -164,7 +174,12 @@ fn quantizer_equals_the_table_quantizer_bit_for_bit() {
     let mut o = Out(&out);
     for &x in &xs {
         let (c1, c2) = codes(x, x, x);
-        assert_eq!((o.u8(), o.u8()), (c1, c2), "x = {x:e} ({:#010x})", x.to_bits());
+        assert_eq!(
+            (o.u8(), o.u8()),
+            (c1, c2),
+            "x = {x:e} ({:#010x})",
+            x.to_bits()
+        );
     }
     assert!(o.0.is_empty());
 }
@@ -364,7 +379,11 @@ fn element_math_equals_the_cpu_backend_bit_for_bit() {
         ];
         let got_8 = [o.u32(), o.u32(), o.u8() as u32, o.u32()];
         assert_eq!(got_8, want_8, "record {i}: moments8 / updated_param");
-        assert_eq!(o.u64(), unorm_term(m8, v8, k).to_bits(), "record {i}: unorm");
+        assert_eq!(
+            o.u64(),
+            unorm_term(m8, v8, k).to_bits(),
+            "record {i}: unorm"
+        );
         assert_eq!((o.u8(), o.u8()), (c1, c2), "record {i}: codes");
         let want_32 = [
             m32.to_bits(),
