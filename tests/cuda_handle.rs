@@ -10,7 +10,7 @@ use adam8bit::ffi::types::*;
 #[test]
 fn cuda_handle_creation_reports_instead_of_aborting() {
     let cfg = bnb_adam8bit_config_default();
-    let sentinel = 0x1usize as *mut adam8bit::ffi::bnb_adam8bit_t;
+    let sentinel = std::ptr::dangling_mut::<adam8bit::ffi::bnb_adam8bit_t>();
     let mut h = sentinel;
     let status = unsafe { bnb_adam8bit_create(&cfg, BNB_DEVICE_CUDA, 0, &mut h) };
     match status {
