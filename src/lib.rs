@@ -11,6 +11,7 @@
 //! - [`state`]: per-parameter state storage;
 //! - [`optimizer`]: the parameter registry and step dispatch;
 //! - [`cpu`]: the CPU backend (kernels and worker pool);
+//! - [`cuda`]: the CUDA backend (kernels in `csrc/`, driver API through cudarc);
 //! - [`clipping`]: percentile clipping and `max_unorm` scales;
 //! - [`checkpoint`]: saving, loading, merging and splitting checkpoints.
 
@@ -27,6 +28,8 @@ pub mod clipping;
 pub mod config;
 /// cbindgen:ignore
 pub mod cpu;
+/// cbindgen:ignore
+pub mod cuda;
 /// cbindgen:ignore
 pub mod dtype;
 /// cbindgen:ignore

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{check_lr, Config, Hyper, ParamOverrides, Path, Shard, BLOCKSIZE};
 use crate::cpu;
+use crate::cuda;
 use crate::dtype::Dtype;
 use crate::error::{invalid, Error, Result};
 use crate::scalars::StepScalars;
@@ -21,7 +22,7 @@ pub enum Device {
 }
 
 /// One registered parameter.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Param {
     pub numel: u64,
     pub dtype: Dtype,
@@ -33,7 +34,22 @@ pub struct Param {
     pub nonfinite: u64,
     /// Percentile clipping's gradient scale in the last step (1 without clipping).
     pub gnorm_scale: f32,
-    pub state: HostState,
+    pub state: Storage,
+}
+
+/// Where a parameter's state lives: host memory (CPU handles) or device memory (CUDA handles).
+pub enum Storage {
+    Host(HostState),
+    Device(cuda::DeviceState),
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Host(h) => h.fmt(f),
+            Storage::Device(d) => write!(f, "DeviceState({:?}, {} elements)", d.path, d.numel),
+        }
+    }
 }
 
 /// What `param_info` reports.
@@ -67,27 +83,27 @@ pub struct Optimizer {
     params: Vec<Param>,
     /// Learning rate per parameter group; a group exists once a parameter names it.
     group_lr: BTreeMap<u32, f64>,
+    /// The device of a CUDA handle. Declared after `params` so that their device state is freed
+    /// before the context is released.
+    cuda: Option<cuda::Backend>,
 }
 
 impl Optimizer {
     pub fn new(cfg: Config, device: Device, device_index: i32) -> Result<Optimizer> {
         cfg.validate()?;
-        match device {
+        let cuda = match device {
             Device::Cpu if device_index != 0 && device_index != -1 => {
                 invalid!("device_index must be 0 or -1 for the CPU (got {device_index})")
             }
-            Device::Cpu => {}
-            Device::Cuda => {
-                return Err(Error::Unsupported(
-                    "this build of libadam8bit has no CUDA backend; create the handle with BNB_DEVICE_CPU".into(),
-                ))
-            }
-        }
+            Device::Cpu => None,
+            Device::Cuda => Some(cuda::Backend::new(device_index)?),
+        };
         Ok(Optimizer {
             cfg,
             device,
             params: Vec::new(),
             group_lr: BTreeMap::new(),
+            cuda,
         })
     }
 
@@ -127,12 +143,11 @@ impl Optimizer {
         if let Some(shard) = ov.shard {
             self.check_shard(shard, numel, path)?;
         }
-        let state = HostState::new(
-            path,
-            numel,
-            self.cfg.clips_percentile(),
-            self.cfg.max_unorm > 0.0,
-        )?;
+        let (clips, unorm) = (self.cfg.clips_percentile(), self.cfg.max_unorm > 0.0);
+        let state = match &self.cuda {
+            None => Storage::Host(HostState::new(path, numel, clips, unorm)?),
+            Some(c) => Storage::Device(c.alloc(path, numel, clips, unorm, self.cfg.is_paged)?),
+        };
         let lr = self.group_lr.get(&ov.group).copied().unwrap_or(self.cfg.lr);
         self.group_lr.insert(ov.group, lr);
         self.params.push(Param {
@@ -230,8 +245,18 @@ impl Optimizer {
         group * p.overrides.lr_scale.unwrap_or(1.0)
     }
 
+    /// What the handle knows about a parameter. On a CUDA handle this waits for the device
+    /// (the last step's counts live there).
     pub fn info(&self, id: u32) -> Result<ParamInfo> {
         let p = self.param(id)?;
+        let (nonfinite, gnorm_scale, paged) = match (&p.state, &self.cuda) {
+            (Storage::Device(d), Some(c)) => {
+                c.ctx.synchronize()?;
+                let aux = d.read_aux()?;
+                (aux.nonfinite, aux.gnorm_scale, d.paged)
+            }
+            _ => (p.nonfinite, p.gnorm_scale, false),
+        };
         Ok(ParamInfo {
             numel: p.numel,
             dtype: p.dtype,
@@ -242,17 +267,17 @@ impl Optimizer {
             } else {
                 0
             },
-            paged: false,
+            paged,
             state_bytes: state_bytes(
                 p.path,
                 p.numel,
                 self.cfg.clips_percentile(),
                 self.cfg.max_unorm > 0.0,
             ),
-            nonfinite: p.nonfinite,
+            nonfinite,
             group: p.overrides.group,
             lr: self.param_lr(p),
-            gnorm_scale: p.gnorm_scale,
+            gnorm_scale,
         })
     }
 
@@ -277,12 +302,27 @@ impl Optimizer {
 
     pub fn read_state(&self, id: u32, kind: StateKind, dst: &mut [u8]) -> Result<()> {
         self.check_state_len(id, kind, dst.len())?;
-        self.param(id)?.state.read(kind, dst)
+        match &self.param(id)?.state {
+            Storage::Host(h) => h.read(kind, dst),
+            Storage::Device(d) => {
+                self.sync_device()?;
+                d.read(kind, dst)
+            }
+        }
     }
 
     pub fn write_state(&mut self, id: u32, kind: StateKind, src: &[u8]) -> Result<()> {
         self.check_state_len(id, kind, src.len())?;
-        self.param_mut(id)?.state.write(kind, src)
+        self.sync_device()?;
+        match &mut self.param_mut(id)?.state {
+            Storage::Host(h) => h.write(kind, src),
+            Storage::Device(d) => d.write(kind, src),
+        }
+    }
+
+    /// Waits for the device of a CUDA handle (state copies must not race a queued step).
+    fn sync_device(&self) -> Result<()> {
+        self.cuda.as_ref().map_or(Ok(()), |c| c.ctx.synchronize())
     }
 
     fn check_state_len(&self, id: u32, kind: StateKind, len: usize) -> Result<()> {
@@ -305,8 +345,11 @@ impl Optimizer {
     }
 
     /// One optimizer step for every item: all checked first, then one sweep.
-    pub fn step(&mut self, items: &[StepItem]) -> Result<()> {
+    pub fn step(&mut self, items: &[StepItem], stream: *mut std::ffi::c_void) -> Result<()> {
         self.check_items(items)?;
+        if self.cuda.is_some() {
+            return self.step_cuda(items, stream);
+        }
         let mut item_of: Vec<Option<&StepItem>> = vec![None; self.params.len()];
         for it in items {
             item_of[it.id as usize] = Some(it);
@@ -317,13 +360,16 @@ impl Optimizer {
         let mut jobs: Vec<cpu::Job<'_>> = Vec::with_capacity(items.len());
         for ((p, it), lr) in self.params.iter_mut().zip(&item_of).zip(lrs) {
             let Some(it) = it else { continue };
+            let Storage::Host(state) = &mut p.state else {
+                return Err(Error::Panic("a CPU handle holds device state".into()));
+            };
             let t = p.step + 1;
             jobs.push(cpu::Job {
                 dtype: p.dtype,
                 numel: p.numel as usize,
                 param: it.param,
                 grad: it.grad,
-                state: &mut p.state,
+                state,
                 scalars: StepScalars::new(lr, &p.hyper, t),
                 t,
                 percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
@@ -344,6 +390,41 @@ impl Optimizer {
             p.step += 1;
             p.nonfinite = o.nonfinite;
             p.gnorm_scale = o.gnorm_scale;
+        }
+        Ok(())
+    }
+
+    /// The CUDA step: enqueued on `stream`; the non-finite counts and clipping scales stay on
+    /// the device until `info` reads them.
+    fn step_cuda(&mut self, items: &[StepItem], stream: *mut std::ffi::c_void) -> Result<()> {
+        let Some(backend) = &self.cuda else {
+            return Err(Error::Panic("step_cuda on a CPU handle".into()));
+        };
+        let cfg = self.cfg;
+        let mut jobs = Vec::with_capacity(items.len());
+        for it in items {
+            let p = &self.params[it.id as usize];
+            let Storage::Device(state) = &p.state else {
+                return Err(Error::Panic("a CUDA handle holds host state".into()));
+            };
+            let t = p.step + 1;
+            jobs.push(cuda::Job {
+                state,
+                dtype: p.dtype,
+                param: it.param,
+                grad: it.grad,
+                scalars: StepScalars::new(self.param_lr(p), &p.hyper, t),
+                t,
+                percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
+                max_unorm: cfg.max_unorm,
+                skip_zeros: cfg.skip_zeros,
+            });
+        }
+        // SAFETY: check_items verified non-null, aligned, non-overlapping buffers; that they are
+        // device-accessible and hold numel elements is the caller's contract (see the header).
+        unsafe { backend.step(&jobs, stream)? };
+        for it in items {
+            self.params[it.id as usize].step += 1;
         }
         Ok(())
     }

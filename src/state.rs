@@ -272,6 +272,7 @@ fn moments_bytes_mut(m: &mut Moments, kind: StateKind) -> Option<&mut [u8]> {
 pub trait Pod: Copy {}
 impl Pod for f32 {}
 impl Pod for u32 {}
+impl Pod for u64 {}
 impl Pod for u8 {}
 
 pub fn as_bytes<T: Pod>(s: &[T]) -> &[u8] {

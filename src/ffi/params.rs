@@ -196,6 +196,6 @@ pub unsafe extern "C" fn bnb_adam8bit_step_many(
                 grad: it.grad.cast(),
             })
             .collect();
-        opt.step(&items)
+        opt.step(&items, stream)
     })
 }

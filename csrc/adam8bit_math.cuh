@@ -1,0 +1,200 @@
+// adam8bit_math.cuh: the per-element arithmetic of every path, for the CUDA kernels and, compiled
+// by a host C++ compiler, for the test that holds it to bit equality with src/cpu/math.rs.
+//
+// DECISIONS rule 3: each line is one IEEE fp32 operation in the order of src/cpu/math.rs, no FMA
+// (nvcc -fmad=false; g++ -ffp-contract=off), correctly rounded '/' and sqrt (nvcc -prec-div=true
+// -prec-sqrt=true), no flush-to-zero. Change this file and src/cpu/math.rs together: the host
+// test tests/cuda_math.rs fails as soon as the two disagree on any input it tries.
+#ifndef ADAM8BIT_MATH_CUH
+#define ADAM8BIT_MATH_CUH
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define A8_HD __host__ __device__ __forceinline__
+#else
+#include <math.h>
+#include <string.h>
+#define A8_HD inline
+#endif
+
+// The layout of src/scalars.rs `StepScalars` (#[repr(C)]); the Rust side asserts the size.
+struct a8_scalars {
+    float beta1, beta2, one_minus_beta1, one_minus_beta2;
+    float step_size, eps_c2, decay;
+    float eps, unorm_c1, unorm_c2;
+    float gnorm_scale;
+    uint32_t apply_decay;
+};
+
+// ---- bit casts and the fp16/bf16 conversions (round to nearest even, as the `half` crate) ----
+
+A8_HD uint32_t a8_bits(float x) {
+#ifdef __CUDA_ARCH__
+    return __float_as_uint(x);
+#else
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+#endif
+}
+
+A8_HD float a8_float(uint32_t u) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(u);
+#else
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+#endif
+}
+
+A8_HD bool a8_isfinite(float x) { return (a8_bits(x) & 0x7F800000u) != 0x7F800000u; }
+A8_HD bool a8_isnan(float x) { return (a8_bits(x) & 0x7FFFFFFFu) > 0x7F800000u; }
+
+// Integer arithmetic only, so host and device agree on every pattern, NaN payloads included
+// (a NaN keeps its top mantissa bits and becomes quiet, as `half` does).
+A8_HD float a8_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    if ((h & 0x7FFFu) > 0x7F80u) u |= 0x00400000u;
+    return a8_float(u);
+}
+
+A8_HD uint16_t a8_f32_to_bf16(float x) {
+    uint32_t u = a8_bits(x);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    // Round half to even on the 16 dropped bits; a carry into the exponent gives infinity.
+    uint32_t lsb = (u >> 16) & 1u;
+    return (uint16_t)((u + 0x7FFFu + lsb) >> 16);
+}
+
+A8_HD float a8_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1Fu;
+    uint32_t man = h & 0x3FFu;
+    if (exp == 0x1Fu) return a8_float(sign | 0x7F800000u | (man ? 0x00400000u | (man << 13) : 0u));
+    if (exp != 0) return a8_float(sign | ((exp + 112u) << 23) | (man << 13));
+    if (man == 0) return a8_float(sign);
+    // Subnormal: shift the leading one into the hidden-bit position.
+    uint32_t e = 113u;
+    while ((man & 0x400u) == 0) {
+        man <<= 1;
+        e -= 1;
+    }
+    return a8_float(sign | (e << 23) | ((man & 0x3FFu) << 13));
+}
+
+A8_HD uint16_t a8_f32_to_f16(float x) {
+    uint32_t u = a8_bits(x);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t exp = (u >> 23) & 0xFFu;
+    uint32_t man = u & 0x7FFFFFu;
+    if (exp == 0xFFu) return (uint16_t)(sign | 0x7C00u | (man ? 0x0200u | (man >> 13) : 0u));
+    int e = (int)exp - 127 + 15;
+    if (e >= 0x1F) return (uint16_t)(sign | 0x7C00u);
+    uint32_t shift;  // dropped mantissa bits of the 24-bit significand
+    uint32_t base;   // the half's exponent field before rounding
+    if (e <= 0) {
+        if (e < -10) return sign;  // below half the smallest subnormal: rounds to zero
+        man |= 0x800000u;
+        shift = (uint32_t)(14 - e);
+        base = 0;
+    } else {
+        shift = 13;
+        base = (uint32_t)e << 10;
+    }
+    uint32_t kept = man >> shift;
+    uint32_t rest = man & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    // Ties to even; a carry out of the mantissa correctly bumps the exponent (up to infinity).
+    uint32_t up = (rest > half || (rest == half && (kept & 1u))) ? 1u : 0u;
+    return (uint16_t)(sign | (base + kept + up));
+}
+
+// ---- quantization (DECISIONS rule 1) ----
+
+// The midpoint between codes k and k+1, fl(fl(q[k] + q[k+1]) * 0.5).
+A8_HD float a8_midpoint(float lo, float hi) { return (lo + hi) * 0.5f; }
+
+// The exact nearest code of x given the 255 midpoints of a map: the number of midpoints below x,
+// plus one when x equals a midpoint whose lower code is odd (ties to the even index); NaN -> 0.
+// A branch-free binary search, the same function as the O(1) bucket table of src/qmap.rs.
+A8_HD uint8_t a8_quantize(const float *mids, float x) {
+    if (a8_isnan(x)) return 0;
+    uint32_t c = 0;
+    for (uint32_t step = 128; step > 0; step >>= 1) {
+        uint32_t probe = c + step;
+        if (probe <= 255u && mids[probe - 1u] < x) c = probe;
+    }
+    if (c < 255u && x == mids[c] && (c & 1u)) c += 1u;
+    return (uint8_t)c;
+}
+
+// State1's sign rule: a code whose value has another sign bit than m moves one step toward m's
+// side (uint8 wrap), so negative or -0.0 momentum never becomes code 127 (+0.0).
+A8_HD uint8_t a8_signed_code(uint8_t code, float m) {
+    bool code_negative = code < 127;
+    bool m_negative = (a8_bits(m) >> 31) != 0;
+    if (code_negative != m_negative) return m > 0.0f ? (uint8_t)(code + 1u) : (uint8_t)(code - 1u);
+    return code;
+}
+
+// ---- the per-element math of src/cpu/math.rs ----
+
+// New (m, v) of an 8-bit element from its decoded codes; non-finite g gives (+0, +0).
+A8_HD bool a8_moments8(float q1, float q2, float scale1, float scale2, float g,
+                       const a8_scalars &k, float &m_out, float &v_out) {
+    bool finite = a8_isfinite(g);
+    float gam = g * k.gnorm_scale;
+    float v = ((q2 * scale2) * k.beta2) + ((k.one_minus_beta2 * gam) * gam);
+    float m = ((q1 * scale1) * k.beta1) + (k.one_minus_beta1 * gam);
+    m_out = finite ? m : 0.0f;
+    v_out = finite ? v : 0.0f;
+    return finite;
+}
+
+// New (m, v) of an fp32-state element; returns whether the element is updated.
+A8_HD bool a8_moments32(float &m, float &v, float g, bool skip_zeros, const a8_scalars &k) {
+    float gam = g * k.gnorm_scale;
+    if (!a8_isfinite(g)) {
+        m = 0.0f;
+        v = 0.0f;
+        return false;
+    }
+    if (skip_zeros && gam == 0.0f) return false;
+    m = (m * k.beta1) + (k.one_minus_beta1 * gam);
+    v = (v * k.beta2) + (k.one_minus_beta2 * (gam * gam));
+    return true;
+}
+
+A8_HD float a8_sqrt(float x) {
+#ifdef __CUDA_ARCH__
+    return __fsqrt_rn(x);
+#else
+    return sqrtf(x);
+#endif
+}
+
+A8_HD float a8_div(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}
+
+// p + step_size * (m / (sqrt(v) + eps*C2)), then times the decay when weight decay is on.
+A8_HD float a8_updated_param(float p, float m, float v, float step_size, const a8_scalars &k) {
+    float q = a8_div(m, a8_sqrt(v) + k.eps_c2);
+    p = p + (step_size * q);
+    return k.apply_decay ? p * k.decay : p;
+}
+
+// One element's term of the max_unorm norm: the squared bias-corrected update, in f64.
+A8_HD double a8_unorm_term(float m, float v, const a8_scalars &k) {
+    float u = a8_div(m * k.unorm_c1, a8_sqrt(v * k.unorm_c2) + k.eps);
+    double d = (double)u;
+    return d * d;
+}
+
+#endif

@@ -1,0 +1,495 @@
+//! GPU check (not a `cargo test`: CI has no GPU, and a skipped test must not pass): every path and
+//! dtype on a CUDA handle against a CPU handle on fresh random inputs, then the blockwise step's
+//! bandwidth for n = 2^28 against a device-to-device copy measured in the same run.
+//! Exits 2 with "no CUDA device" where there is none, 1 on any mismatch.
+
+use std::ffi::{c_void, CStr};
+use std::process::ExitCode;
+
+use adam8bit::ffi::bnb_adam8bit_t;
+use adam8bit::ffi::handle::*;
+use adam8bit::ffi::params::*;
+use adam8bit::ffi::state::*;
+use adam8bit::ffi::types::*;
+use cudarc::driver::{result, sys};
+
+fn message() -> String {
+    unsafe { CStr::from_ptr(bnb_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn check(status: bnb_status_t, what: &str) -> Result<(), String> {
+    if status == BNB_OK {
+        Ok(())
+    } else {
+        Err(format!("{what}: status {status}: {}", message()))
+    }
+}
+
+fn cu<T>(r: Result<T, result::DriverError>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn normal(&mut self) -> f32 {
+        (0..12)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
+            .sum::<f32>()
+            - 6.0
+    }
+}
+
+fn encode(xs: &[f32], dtype: bnb_dtype_t) -> Vec<u8> {
+    match dtype {
+        BNB_DTYPE_F32 => xs.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        BNB_DTYPE_F16 => xs
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect(),
+        _ => xs
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// Device buffer for the check (freed on drop).
+struct Dev(sys::CUdeviceptr, usize);
+impl Dev {
+    fn from(bytes: &[u8]) -> Result<Dev, String> {
+        let p = cu(
+            unsafe { result::malloc_sync(bytes.len().max(1)) },
+            "cuMemAlloc",
+        )?;
+        cu(
+            unsafe { result::memcpy_htod_sync(p, bytes) },
+            "cuMemcpyHtoD",
+        )?;
+        Ok(Dev(p, bytes.len()))
+    }
+    fn read(&self) -> Result<Vec<u8>, String> {
+        let mut v = vec![0u8; self.1];
+        cu(
+            unsafe { result::memcpy_dtoh_sync(&mut v, self.0) },
+            "cuMemcpyDtoH",
+        )?;
+        Ok(v)
+    }
+}
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = unsafe { result::free_sync(self.0) };
+    }
+}
+
+struct Handle(*mut bnb_adam8bit_t);
+impl Handle {
+    fn new(cfg: &bnb_adam8bit_config_t, device: bnb_device_t) -> Result<Handle, String> {
+        let mut h = std::ptr::null_mut();
+        check(
+            unsafe { bnb_adam8bit_create(cfg, device, 0, &mut h) },
+            "create",
+        )?;
+        Ok(Handle(h))
+    }
+    fn read(&self, id: u32, kind: bnb_state_kind_t) -> Option<Vec<u8>> {
+        let mut bytes = 0u64;
+        if unsafe { bnb_adam8bit_state_size(self.0, id, kind, &mut bytes) } != BNB_OK {
+            return None;
+        }
+        let mut v = vec![0u8; bytes as usize];
+        let s = unsafe { bnb_adam8bit_read_state(self.0, id, kind, v.as_mut_ptr().cast(), bytes) };
+        (s == BNB_OK).then_some(v)
+    }
+}
+impl Drop for Handle {
+    fn drop(&mut self) {
+        unsafe { bnb_adam8bit_destroy(self.0) };
+    }
+}
+
+/// One comparison case: a config, a dtype, tensor sizes stepped together with step_many.
+struct Case {
+    name: &'static str,
+    cfg: bnb_adam8bit_config_t,
+    dtype: bnb_dtype_t,
+    sizes: Vec<u64>,
+    /// Percentile clipping and max_unorm pass through an f64 reduction (rule 3's bounds).
+    bounded: bool,
+}
+
+fn ulps(a: &[u8], b: &[u8], width: usize) -> u64 {
+    let key = |c: &[u8]| -> i64 {
+        let (v, sign) = if width == 4 {
+            (u32::from_le_bytes(c.try_into().unwrap()) as i64, 1i64 << 31)
+        } else {
+            (u16::from_le_bytes(c.try_into().unwrap()) as i64, 1i64 << 15)
+        };
+        if v >= sign {
+            sign - v
+        } else {
+            v
+        }
+    };
+    a.chunks(width)
+        .zip(b.chunks(width))
+        .map(|(x, y)| (key(x) - key(y)).unsigned_abs())
+        .max()
+        .unwrap_or(0)
+}
+
+fn run_case(c: &Case, rng: &mut Rng) -> Result<(), String> {
+    let cpu = Handle::new(&c.cfg, BNB_DEVICE_CPU)?;
+    let gpu = Handle::new(&c.cfg, BNB_DEVICE_CUDA)?;
+    let width = if c.dtype == BNB_DTYPE_F32 { 4 } else { 2 };
+    let mut params = Vec::new();
+    for &n in &c.sizes {
+        let (mut a, mut b) = (0, 0);
+        check(
+            unsafe { bnb_adam8bit_add_param(cpu.0, n, c.dtype, &mut a) },
+            "add cpu",
+        )?;
+        check(
+            unsafe { bnb_adam8bit_add_param(gpu.0, n, c.dtype, &mut b) },
+            "add gpu",
+        )?;
+        let p: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        params.push((a, encode(&p, c.dtype)));
+    }
+    let mut dev_p: Vec<Dev> = params
+        .iter()
+        .map(|(_, p)| Dev::from(p))
+        .collect::<Result<_, _>>()?;
+    for step in 1..=4 {
+        let mut grads = Vec::new();
+        for &n in &c.sizes {
+            let mut g: Vec<f32> = (0..n).map(|_| rng.normal() * 1e-2).collect();
+            for _ in 0..(n / 5000) {
+                let i = (rng.next() % n) as usize;
+                g[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0][(rng.next() % 4) as usize];
+            }
+            grads.push(encode(&g, c.dtype));
+        }
+        let dev_g: Vec<Dev> = grads
+            .iter()
+            .map(|g| Dev::from(g))
+            .collect::<Result<_, _>>()?;
+        let cpu_items: Vec<bnb_step_item_t> = params
+            .iter_mut()
+            .zip(&grads)
+            .map(|((id, p), g)| bnb_step_item_t {
+                id: *id,
+                param: p.as_mut_ptr().cast(),
+                grad: g.as_ptr().cast(),
+            })
+            .collect();
+        let gpu_items: Vec<bnb_step_item_t> = params
+            .iter()
+            .zip(&dev_p)
+            .zip(&dev_g)
+            .map(|(((id, _), p), g)| bnb_step_item_t {
+                id: *id,
+                param: p.0 as *mut c_void,
+                grad: g.0 as *const c_void,
+            })
+            .collect();
+        let null = std::ptr::null_mut();
+        check(
+            unsafe { bnb_adam8bit_step_many(cpu.0, cpu_items.as_ptr(), cpu_items.len(), null) },
+            "cpu step",
+        )?;
+        check(
+            unsafe { bnb_adam8bit_step_many(gpu.0, gpu_items.as_ptr(), gpu_items.len(), null) },
+            "gpu step",
+        )?;
+        cu(result::ctx::synchronize(), "synchronize")?;
+        for (k, ((id, p), d)) in params.iter().zip(&mut dev_p).enumerate() {
+            let got = d.read()?;
+            let worst = ulps(&got, p, width);
+            if (!c.bounded && got != *p) || worst > 2 {
+                return Err(format!(
+                    "{}: step {step} tensor {k}: params differ ({worst} ulp)",
+                    c.name
+                ));
+            }
+            for kind in [
+                BNB_STATE1,
+                BNB_STATE2,
+                BNB_ABSMAX1,
+                BNB_ABSMAX2,
+                BNB_MAX1,
+                BNB_MAX2,
+                BNB_GNORM_VEC,
+                BNB_UNORM_VEC,
+            ] {
+                let (Some(a), Some(b)) = (cpu.read(*id, kind), gpu.read(*id, kind)) else {
+                    continue;
+                };
+                let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+                if differ > 0 && (!c.bounded || differ * 1000 > a.len()) {
+                    return Err(format!(
+                        "{}: step {step} tensor {k}: state {kind}: {differ} bytes differ",
+                        c.name
+                    ));
+                }
+            }
+            let (mut ia, mut ib): (bnb_param_info_t, bnb_param_info_t) =
+                unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+            ia.struct_size = std::mem::size_of::<bnb_param_info_t>() as u64;
+            ib.struct_size = ia.struct_size;
+            check(
+                unsafe { bnb_adam8bit_param_info(cpu.0, *id, &mut ia) },
+                "info",
+            )?;
+            check(
+                unsafe { bnb_adam8bit_param_info(gpu.0, *id, &mut ib) },
+                "info",
+            )?;
+            if ia.nonfinite_count != ib.nonfinite_count || ia.step != ib.step {
+                return Err(format!(
+                    "{}: step {step} tensor {k}: counters differ",
+                    c.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cases() -> Vec<Case> {
+    let base = bnb_adam8bit_config_default();
+    let mut out = Vec::new();
+    for (dtype, dn) in [
+        (BNB_DTYPE_F32, "fp32"),
+        (BNB_DTYPE_F16, "fp16"),
+        (BNB_DTYPE_BF16, "bf16"),
+    ] {
+        let name = |s: &str| -> &'static str { Box::leak(format!("{s} {dn}").into_boxed_str()) };
+        let wd = bnb_adam8bit_config_t {
+            weight_decay: 0.01,
+            ..base
+        };
+        out.push(Case {
+            name: name("blockwise"),
+            cfg: wd,
+            dtype,
+            sizes: vec![300_001],
+            bounded: false,
+        });
+        out.push(Case {
+            name: name("blockwise step_many mixed"),
+            cfg: base,
+            dtype,
+            sizes: vec![4096, 5000, 257, 70_001, 1_000_000, 9999],
+            bounded: false,
+        });
+        out.push(Case {
+            name: name("non-blockwise"),
+            cfg: bnb_adam8bit_config_t {
+                block_wise: false,
+                ..wd
+            },
+            dtype,
+            sizes: vec![100_003],
+            bounded: false,
+        });
+        out.push(Case {
+            name: name("32-bit skip_zeros"),
+            cfg: bnb_adam8bit_config_t {
+                min_8bit_size: 1 << 30,
+                skip_zeros: true,
+                ..wd
+            },
+            dtype,
+            sizes: vec![50_001, 77],
+            bounded: false,
+        });
+        out.push(Case {
+            name: name("32-bit max_unorm"),
+            cfg: bnb_adam8bit_config_t {
+                min_8bit_size: 1 << 30,
+                max_unorm: 0.01,
+                ..base
+            },
+            dtype,
+            sizes: vec![50_001],
+            bounded: true,
+        });
+        out.push(Case {
+            name: name("non-blockwise max_unorm"),
+            cfg: bnb_adam8bit_config_t {
+                block_wise: false,
+                max_unorm: 0.01,
+                ..base
+            },
+            dtype,
+            sizes: vec![100_003],
+            bounded: true,
+        });
+        out.push(Case {
+            name: name("percentile 5"),
+            cfg: bnb_adam8bit_config_t {
+                percentile_clipping: 5,
+                ..base
+            },
+            dtype,
+            sizes: vec![300_001, 1000],
+            bounded: true,
+        });
+        out.push(Case {
+            name: name("paged"),
+            cfg: bnb_adam8bit_config_t {
+                is_paged: true,
+                ..base
+            },
+            dtype,
+            sizes: vec![2_000_003, 5000],
+            bounded: false,
+        });
+    }
+    out
+}
+
+/// Median milliseconds of `runs` timings of `f` on the default stream, by CUDA events.
+fn time_ms(runs: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<f32, String> {
+    let flags = sys::CUevent_flags::CU_EVENT_DEFAULT;
+    let (a, b) = (
+        cu(result::event::create(flags), "event")?,
+        cu(result::event::create(flags), "event")?,
+    );
+    f()?; // warm-up
+    let mut ms = Vec::new();
+    for _ in 0..runs {
+        cu(
+            unsafe { result::event::record(a, std::ptr::null_mut()) },
+            "record",
+        )?;
+        f()?;
+        cu(
+            unsafe { result::event::record(b, std::ptr::null_mut()) },
+            "record",
+        )?;
+        cu(unsafe { result::event::synchronize(b) }, "event sync")?;
+        ms.push(cu(unsafe { result::event::elapsed(a, b) }, "elapsed")?);
+    }
+    ms.sort_by(f32::total_cmp);
+    Ok(ms[ms.len() / 2])
+}
+
+fn bench() -> Result<(), String> {
+    let n: u64 = 1 << 28;
+    let copy_bytes = 1usize << 30;
+    let src = cu(unsafe { result::malloc_sync(copy_bytes) }, "alloc")?;
+    let dst = cu(unsafe { result::malloc_sync(copy_bytes) }, "alloc")?;
+    let copy = time_ms(20, || {
+        cu(
+            unsafe { result::memcpy_dtod_async(dst, src, copy_bytes, std::ptr::null_mut()) },
+            "copy",
+        )
+    })?;
+    unsafe {
+        let _ = result::free_sync(src);
+        let _ = result::free_sync(dst);
+    }
+    let copy_gbs = 2.0 * copy_bytes as f64 / (copy as f64 * 1e-3) / 1e9;
+    println!("device-to-device copy: {copy:.3} ms for 1 GiB, {copy_gbs:.1} GB/s (read + write)");
+    for (dtype, name, bytes_per) in [
+        (BNB_DTYPE_F32, "fp32", 16.0),
+        (BNB_DTYPE_BF16, "bf16", 10.0),
+    ] {
+        let h = Handle::new(&bnb_adam8bit_config_default(), BNB_DEVICE_CUDA)?;
+        let mut id = 0;
+        check(
+            unsafe { bnb_adam8bit_add_param(h.0, n, dtype, &mut id) },
+            "add",
+        )?;
+        let width = if dtype == BNB_DTYPE_F32 { 4 } else { 2 };
+        let p = cu(
+            unsafe { result::malloc_sync(n as usize * width) },
+            "alloc p",
+        )?;
+        let g = cu(
+            unsafe { result::malloc_sync(n as usize * width) },
+            "alloc g",
+        )?;
+        cu(
+            unsafe { result::memset_d8_sync(p, 0x3c, n as usize * width) },
+            "memset",
+        )?;
+        cu(
+            unsafe { result::memset_d8_sync(g, 0x1c, n as usize * width) },
+            "memset",
+        )?;
+        let ms = time_ms(30, || {
+            check(
+                unsafe {
+                    bnb_adam8bit_step(
+                        h.0,
+                        id,
+                        p as *mut c_void,
+                        g as *const c_void,
+                        std::ptr::null_mut(),
+                    )
+                },
+                "step",
+            )
+        })?;
+        let gbs = bytes_per * n as f64 / (ms as f64 * 1e-3) / 1e9;
+        println!(
+            "blockwise step {name}, n = 2^28: {ms:.3} ms, {gbs:.1} GB/s at {bytes_per} bytes/element \
+             (grad read, param read+write, 2 codes read+write), {:.0}% of the copy",
+            100.0 * gbs / copy_gbs
+        );
+        unsafe {
+            let _ = result::free_sync(p);
+            let _ = result::free_sync(g);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let probe = Handle::new(&bnb_adam8bit_config_default(), BNB_DEVICE_CUDA);
+    if let Err(e) = probe {
+        eprintln!("no CUDA device: {e}");
+        return ExitCode::from(2);
+    }
+    // The library retained the primary context of device 0; make it current here too.
+    let ctx = result::device::get(0).and_then(|d| unsafe { result::primary_ctx::retain(d) });
+    if let Err(e) = ctx.and_then(|c| unsafe { result::ctx::set_current(c) }) {
+        eprintln!("cannot use the primary context: {e}");
+        return ExitCode::from(2);
+    }
+    let mut rng = Rng(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1);
+    println!("seed {:#x}", rng.0);
+    let mut failed = 0;
+    for c in cases() {
+        match run_case(&c, &mut rng) {
+            Ok(()) => println!("ok   {}", c.name),
+            Err(e) => {
+                println!("FAIL {e}");
+                failed += 1;
+            }
+        }
+    }
+    if let Err(e) = bench() {
+        println!("FAIL benchmark: {e}");
+        failed += 1;
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,205 @@
+//! Thin, error-mapped access to the CUDA driver: the primary context, the embedded kernels, and
+//! device allocations that free themselves. Every driver failure becomes a crate [`Error`]; no
+//! call here panics or aborts (cudarc's safe `CudaContext::new` would panic without libcuda,
+//! so this module checks `is_culib_present` and uses the `result` layer only).
+
+use std::ffi::{c_void, CString};
+
+use cudarc::driver::result::{self, DriverError};
+use cudarc::driver::sys::{self, CUresult};
+
+use crate::error::{Error, Result};
+
+/// The fatbin build.rs compiled from `csrc/` (None in a build without nvcc).
+#[cfg(adam8bit_cuda)]
+static FATBIN: Option<&[u8]> = Some(include_bytes!(env!("ADAM8BIT_FATBIN")));
+#[cfg(not(adam8bit_cuda))]
+static FATBIN: Option<&[u8]> = None;
+
+/// Maps a driver error to the crate's: out of memory, no device, or a plain CUDA error.
+pub fn cu(what: &str) -> impl Fn(DriverError) -> Error + '_ {
+    move |e: DriverError| {
+        let text = format!("{what}: {e}");
+        match e.0 {
+            CUresult::CUDA_ERROR_OUT_OF_MEMORY => Error::OutOfMemory(text),
+            CUresult::CUDA_ERROR_NO_DEVICE
+            | CUresult::CUDA_ERROR_INVALID_DEVICE
+            | CUresult::CUDA_ERROR_NOT_INITIALIZED
+            | CUresult::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH => Error::NoDevice(text),
+            _ => Error::Cuda(text),
+        }
+    }
+}
+
+/// A retained primary context (shared with LibTorch and anyone else on that device).
+pub struct Context {
+    pub ctx: sys::CUcontext,
+    pub dev: sys::CUdevice,
+}
+
+// SAFETY: driver handles may be used from any thread; every entry point makes the context
+// current on the calling thread first (`Context::bind`).
+unsafe impl Send for Context {}
+
+impl Context {
+    pub fn primary(device_index: i32) -> Result<Context> {
+        if FATBIN.is_none() {
+            return Err(Error::Unsupported(
+                "this build of libadam8bit has no CUDA kernels: nvcc was not found when it was built \
+                 (run scripts/install-nvcc.sh and rebuild); create the handle with BNB_DEVICE_CPU"
+                    .into(),
+            ));
+        }
+        // SAFETY: only probes whether the library can be loaded.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(Error::NoDevice(
+                "no CUDA driver: libcuda.so could not be loaded".into(),
+            ));
+        }
+        result::init().map_err(cu("cuInit"))?;
+        let count = result::device::get_count().map_err(cu("cuDeviceGetCount"))?;
+        if device_index < 0 || device_index >= count {
+            return Err(Error::NoDevice(format!(
+                "no CUDA device {device_index}: this machine has {count}"
+            )));
+        }
+        let dev = result::device::get(device_index).map_err(cu("cuDeviceGet"))?;
+        // SAFETY: dev is a valid device; the retain is paired with the release in Drop.
+        let ctx =
+            unsafe { result::primary_ctx::retain(dev) }.map_err(cu("cuDevicePrimaryCtxRetain"))?;
+        let c = Context { ctx, dev };
+        c.bind()?;
+        Ok(c)
+    }
+
+    /// Makes the context current on this thread (cheap when it already is).
+    pub fn bind(&self) -> Result<()> {
+        // SAFETY: ctx is a retained primary context.
+        unsafe { result::ctx::set_current(self.ctx) }.map_err(cu("cuCtxSetCurrent"))
+    }
+
+    pub fn attribute(&self, a: sys::CUdevice_attribute) -> Result<i32> {
+        // SAFETY: dev is valid.
+        unsafe { result::device::get_attribute(self.dev, a) }.map_err(cu("cuDeviceGetAttribute"))
+    }
+
+    /// Waits for all work of the context (state reads and writes, which may synchronise).
+    pub fn synchronize(&self) -> Result<()> {
+        self.bind()?;
+        result::ctx::synchronize().map_err(cu("cuCtxSynchronize"))
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: pairs the retain in `primary`.
+        let _ = unsafe { result::primary_ctx::release(self.dev) };
+    }
+}
+
+/// The loaded kernels.
+pub struct Module {
+    module: sys::CUmodule,
+}
+
+// SAFETY: as for Context.
+unsafe impl Send for Module {}
+
+impl Module {
+    pub fn load() -> Result<Module> {
+        let image =
+            FATBIN.ok_or_else(|| Error::Unsupported("no CUDA kernels in this build".into()))?;
+        // cuModuleLoadData wants an 8-byte aligned image; include_bytes! guarantees only 1.
+        let mut aligned = vec![0u64; image.len().div_ceil(8)];
+        crate::state::as_bytes_mut(&mut aligned)[..image.len()].copy_from_slice(image);
+        // SAFETY: a complete fatbin image produced by nvcc.
+        let module = unsafe { result::module::load_data(aligned.as_ptr().cast::<c_void>()) }
+            .map_err(cu("loading the CUDA kernels (cuModuleLoadData)"))?;
+        Ok(Module { module })
+    }
+
+    pub fn function(&self, name: &str) -> Result<sys::CUfunction> {
+        let c = CString::new(name).map_err(|_| Error::Panic(format!("kernel name {name}")))?;
+        // SAFETY: module is loaded; the name is NUL-terminated.
+        unsafe { result::module::get_function(self.module, c) }.map_err(cu("cuModuleGetFunction"))
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        // SAFETY: loaded in `load`, unloaded once.
+        let _ = unsafe { result::module::unload(self.module) };
+    }
+}
+
+/// Device memory (plain or managed) that frees itself.
+pub struct DevBuf {
+    pub ptr: sys::CUdeviceptr,
+    pub bytes: usize,
+    ctx: sys::CUcontext,
+}
+
+// SAFETY: a device address; freeing binds the owning context first.
+unsafe impl Send for DevBuf {}
+
+impl DevBuf {
+    /// `bytes` of zeroed device memory; `managed` puts it in CUDA managed memory, after checking
+    /// that the device has that much free (oversubscribing managed memory can hang the GPU).
+    pub fn zeroed(ctx: &Context, bytes: usize, managed: bool) -> Result<DevBuf> {
+        ctx.bind()?;
+        let bytes = bytes.max(1);
+        // SAFETY: plain allocation calls on the current context.
+        let ptr = unsafe {
+            if managed {
+                let (free, _) = result::mem_get_info().map_err(cu("cuMemGetInfo"))?;
+                if bytes > free {
+                    return Err(Error::OutOfMemory(format!(
+                        "{bytes} bytes of managed memory requested, the device has {free} free"
+                    )));
+                }
+                result::malloc_managed(bytes, sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL)
+                    .map_err(cu("cuMemAllocManaged"))?
+            } else {
+                result::malloc_sync(bytes).map_err(cu("cuMemAlloc"))?
+            }
+        };
+        let buf = DevBuf {
+            ptr,
+            bytes,
+            ctx: ctx.ctx,
+        };
+        // SAFETY: buf covers `bytes` bytes.
+        unsafe { result::memset_d8_sync(ptr, 0, bytes) }.map_err(cu("cuMemsetD8"))?;
+        Ok(buf)
+    }
+
+    /// Copies `src` to the start of the buffer (synchronously).
+    pub fn upload(&self, src: &[u8]) -> Result<()> {
+        if src.len() > self.bytes {
+            return Err(Error::Panic("upload larger than its device buffer".into()));
+        }
+        // SAFETY: the destination holds at least src.len() bytes.
+        unsafe { result::memcpy_htod_sync(self.ptr, src) }.map_err(cu("cuMemcpyHtoD"))
+    }
+
+    /// Copies the start of the buffer into `dst` (synchronously).
+    pub fn download(&self, dst: &mut [u8]) -> Result<()> {
+        if dst.len() > self.bytes {
+            return Err(Error::Panic(
+                "download larger than its device buffer".into(),
+            ));
+        }
+        // SAFETY: the source holds at least dst.len() bytes.
+        unsafe { result::memcpy_dtoh_sync(dst, self.ptr) }.map_err(cu("cuMemcpyDtoH"))
+    }
+}
+
+impl Drop for DevBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed`, freed once, with its context current.
+        unsafe {
+            let _ = result::ctx::set_current(self.ctx);
+            let _ = result::free_sync(self.ptr);
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The CUDA kernels' per-element math (`csrc/adam8bit_math.cuh`) against the CPU backend's
+//! (`src/cpu/math.rs`, `src/qmap.rs`, the `half` crate), bit for bit, without a GPU: the header is
+//! compiled for the host by g++ (no FMA contraction, as nvcc's -fmad=false) into a small driver
+//! that reads inputs on stdin and writes results on stdout. Also checks that the kernel ABI
+//! structs of `csrc/adam8bit_abi.cuh` have the layout of their Rust mirrors in `src/cuda/abi.rs`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use adam8bit::config::Hyper;
+use adam8bit::cpu::math::{codes, moments32, moments8, unorm_term, updated_param};
+use adam8bit::cuda::abi;
+use adam8bit::qmap::{SIGNED, SIGNED_BITS, UNSIGNED, UNSIGNED_BITS};
+use adam8bit::scalars::StepScalars;
+use half::{bf16, f16};
+
+mod common;
+use common::Rng;
+
+/// The host driver, compiled once per test process (tests run in parallel and must not rewrite
+/// an executable another test is starting).
+fn driver() -> PathBuf {
+    static DRIVER: OnceLock<PathBuf> = OnceLock::new();
+    DRIVER.get_or_init(compile_driver).clone()
+}
+
+fn compile_driver() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda_math_host");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+    let out = Command::new(&cxx)
+        .args([
+            "-O2",
+            "-ffp-contract=off",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(root.join("tests/cuda_math_host.cpp"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cxx}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cxx} failed on the CUDA math header:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Runs the driver on the maps followed by one section, returns its output.
+fn run(tag: u32, count: usize, records: &[u8]) -> Vec<u8> {
+    let mut input = Vec::new();
+    for b in SIGNED_BITS.iter().chain(UNSIGNED_BITS.iter()) {
+        input.extend_from_slice(&b.to_le_bytes());
+    }
+    input.extend_from_slice(&tag.to_le_bytes());
+    input.extend_from_slice(&(count as u64).to_le_bytes());
+    input.extend_from_slice(records);
+    let mut child = Command::new(driver())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the host driver starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "driver exited with {}", out.status);
+    out.stdout
+}
+
+/// A little-endian reader over the driver's output.
+struct Out<'a>(&'a [u8]);
+
+impl Out<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let (head, rest) = self.0.split_at(N);
+        self.0 = rest;
+        head.try_into().unwrap()
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+}
+
+#[test]
+fn kernel_abi_structs_match_their_rust_mirrors() {
+    let out = run(0, 1, &[]);
+    let mut o = Out(&out);
+    let off = |base: *const u8, field: *const u8| field as usize - base as usize;
+    let t: abi::Tensor = unsafe { std::mem::zeroed() };
+    let tb = &t as *const abi::Tensor as *const u8;
+    let a = abi::Aux::initial();
+    let b: Box<abi::Batch> = Box::new(unsafe { std::mem::zeroed() });
+    let want = [
+        std::mem::size_of::<StepScalars>(),
+        std::mem::size_of::<abi::Aux>(),
+        off(
+            &a as *const abi::Aux as *const u8,
+            a.history.as_ptr().cast(),
+        ),
+        std::mem::size_of::<abi::Tensor>(),
+        off(tb, (&t.k as *const StepScalars).cast()),
+        off(tb, (&t.t as *const u64).cast()),
+        off(tb, (&t.max_unorm as *const f32).cast()),
+        std::mem::size_of::<abi::Batch>(),
+        off(&*b as *const abi::Batch as *const u8, b.t.as_ptr().cast()),
+    ];
+    for (i, w) in want.into_iter().enumerate() {
+        assert_eq!(o.u64() as usize, w, "layout entry {i}");
+    }
+    assert!(o.0.is_empty());
+}
+
+/// Every midpoint and code of both maps with 64 floats on each side, specials, subnormals, and
+/// random values (uniform in [-1, 1] and log-uniform magnitudes).
+fn quantizer_inputs() -> Vec<f32> {
+    let mut xs = Vec::new();
+    for q in [&*SIGNED, &*UNSIGNED] {
+        let anchors = q.mids[..255].iter().chain(q.values.iter());
+        for &a in anchors {
+            for s in [a, -a] {
+                for d in -64i64..=64 {
+                    let bits = s.to_bits() as i64 + d;
+                    if (0..=u32::MAX as i64).contains(&bits) {
+                        xs.push(f32::from_bits(bits as u32));
+                    }
+                }
+            }
+        }
+    }
+    xs.extend([
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7FA0_0001),
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        f32::from_bits(1),
+        f32::from_bits(0x8000_0001),
+        f32::MAX,
+        f32::MIN,
+        2.0,
+        -2.0,
+        1.5,
+    ]);
+    let mut rng = Rng(0x5EED_CAFE);
+    for _ in 0..200_000 {
+        xs.push(rng.uniform() * 2.0 - 1.0);
+        let mag = f32::from_bits((rng.next_u64() as u32) & 0x3FFF_FFFF);
+        xs.push(if rng.next_u64() & 1 == 1 { -mag } else { mag });
+    }
+    xs
+}
+
+#[test]
+fn quantizer_equals_the_table_quantizer_bit_for_bit() {
+    let xs = quantizer_inputs();
+    let ties = xs
+        .iter()
+        .filter(|&&x| SIGNED.mids[..255].contains(&x) || UNSIGNED.mids[..255].contains(&x))
+        .count();
+    assert!(ties >= 510, "every exact midpoint is among the inputs");
+    let records: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let out = run(1, xs.len(), &records);
+    let mut o = Out(&out);
+    for &x in &xs {
+        let (c1, c2) = codes(x, x, x);
+        assert_eq!(
+            (o.u8(), o.u8()),
+            (c1, c2),
+            "x = {x:e} ({:#010x})",
+            x.to_bits()
+        );
+    }
+    assert!(o.0.is_empty());
+}
+
+/// All 65536 16-bit patterns in the low half (for the widening conversions), and for the
+/// narrowing ones every exponent with tie, near-tie and random mantissas in both ranges
+/// (normal and subnormal results) plus random patterns.
+fn conversion_inputs() -> Vec<u32> {
+    let mut us: Vec<u32> = (0..=0xFFFFu32).collect();
+    let mut rng = Rng(0xC0FFEE);
+    for sign in [0u32, 0x8000_0000] {
+        for e in 0..=255u32 {
+            for shift in 13..=24u32 {
+                let half = 1u32 << (shift - 1);
+                for low in [half - 1, half, half + 1, 0, (1 << shift) - 1] {
+                    for lsb in [0u32, 1] {
+                        let man = ((lsb << shift) | low) & 0x7F_FFFF;
+                        us.push(sign | (e << 23) | man);
+                    }
+                }
+            }
+            for _ in 0..16 {
+                us.push(sign | (e << 23) | (rng.next_u64() as u32 & 0x7F_FFFF));
+            }
+        }
+    }
+    for _ in 0..100_000 {
+        us.push(rng.next_u64() as u32);
+    }
+    us
+}
+
+#[test]
+fn fp16_bf16_conversions_equal_the_half_crate() {
+    let us = conversion_inputs();
+    let records: Vec<u8> = us.iter().flat_map(|u| u.to_le_bytes()).collect();
+    let out = run(2, us.len(), &records);
+    let mut o = Out(&out);
+    for &u in &us {
+        let x = f32::from_bits(u);
+        let h = u as u16;
+        assert_eq!(o.u16(), f16::from_f32(x).to_bits(), "f32->f16 {u:#010x}");
+        assert_eq!(o.u16(), bf16::from_f32(x).to_bits(), "f32->bf16 {u:#010x}");
+        assert_eq!(
+            o.u32(),
+            f16::from_bits(h).to_f32().to_bits(),
+            "f16->f32 {h:#06x}"
+        );
+        assert_eq!(
+            o.u32(),
+            bf16::from_bits(h).to_f32().to_bits(),
+            "bf16->f32 {h:#06x}"
+        );
+    }
+    assert!(o.0.is_empty());
+}
+
+struct Elem {
+    k: StepScalars,
+    c1: u8,
+    c2: u8,
+    skip: bool,
+    s1: f32,
+    s2: f32,
+    g: f32,
+    p: f32,
+    m: f32,
+    v: f32,
+}
+
+/// A value of magnitude 10^[-lo, hi) with a random sign, or now and then a special.
+fn spread(rng: &mut Rng, lo: f32, hi: f32) -> f32 {
+    let mag = 10f32.powf(rng.uniform() * (lo + hi) - lo);
+    if rng.next_u64() & 1 == 1 {
+        -mag
+    } else {
+        mag
+    }
+}
+
+fn special_or(rng: &mut Rng, x: f32) -> f32 {
+    const SPECIALS: [f32; 8] = [
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-40,
+        -1e-44,
+        f32::MIN_POSITIVE,
+    ];
+    if rng.next_u64() % 16 == 0 {
+        SPECIALS[(rng.next_u64() % SPECIALS.len() as u64) as usize]
+    } else {
+        x
+    }
+}
+
+fn element_inputs() -> Vec<Elem> {
+    let mut rng = Rng(0xADA8_0B17);
+    (0..200_000)
+        .map(|_| {
+            let h = Hyper {
+                beta1: (rng.uniform() * 0.999) as f64,
+                beta2: 1.0 - 10f64.powf(-(rng.uniform() as f64) * 5.0),
+                eps: 10f64.powf(-(rng.uniform() as f64) * 10.0),
+                weight_decay: if rng.next_u64() & 1 == 1 {
+                    0.0
+                } else {
+                    rng.uniform() as f64 * 0.1
+                },
+            };
+            let lr = 10f64.powf(-(rng.uniform() as f64) * 6.0);
+            let t = 1 + rng.next_u64() % 5000;
+            let mut k = StepScalars::new(lr, &h, t);
+            if rng.next_u64() % 4 == 0 {
+                k.gnorm_scale = rng.uniform();
+            }
+            let s1 = if rng.next_u64() % 32 == 0 {
+                0.0
+            } else {
+                spread(&mut rng, 30.0, 3.0).abs()
+            };
+            let s2 = if rng.next_u64() % 32 == 0 {
+                0.0
+            } else {
+                spread(&mut rng, 38.0, 3.0).abs()
+            };
+            Elem {
+                k,
+                c1: rng.next_u64() as u8,
+                c2: rng.next_u64() as u8,
+                skip: rng.next_u64() & 1 == 1,
+                s1,
+                s2,
+                g: {
+                    let g = spread(&mut rng, 30.0, 5.0);
+                    special_or(&mut rng, g)
+                },
+                p: {
+                    let p = spread(&mut rng, 10.0, 3.0);
+                    special_or(&mut rng, p)
+                },
+                m: spread(&mut rng, 30.0, 3.0),
+                v: spread(&mut rng, 38.0, 3.0).abs(),
+            }
+        })
+        .collect()
+}
+
+fn scalars_bytes(k: &StepScalars) -> Vec<u8> {
+    [
+        k.beta1,
+        k.beta2,
+        k.one_minus_beta1,
+        k.one_minus_beta2,
+        k.step_size,
+        k.eps_c2,
+        k.decay,
+        k.eps,
+        k.unorm_c1,
+        k.unorm_c2,
+        k.gnorm_scale,
+    ]
+    .iter()
+    .flat_map(|x| x.to_le_bytes())
+    .chain(k.apply_decay.to_le_bytes())
+    .collect()
+}
+
+#[test]
+fn element_math_equals_the_cpu_backend_bit_for_bit() {
+    let es = element_inputs();
+    let mut records = Vec::new();
+    for e in &es {
+        records.extend(scalars_bytes(&e.k));
+        records.extend([e.c1, e.c2]);
+        records.extend((e.skip as u32).to_le_bytes());
+        for x in [e.s1, e.s2, e.g, e.p, e.m, e.v] {
+            records.extend(x.to_le_bytes());
+        }
+    }
+    let out = run(3, es.len(), &records);
+    let mut o = Out(&out);
+    let mut nonfinite = 0;
+    for (i, e) in es.iter().enumerate() {
+        let k = &e.k;
+        let (m8, v8, f8) = moments8(e.c1, e.c2, e.s1, e.s2, e.g, k);
+        nonfinite += !f8 as usize;
+        let (c1, c2) = codes(m8, m8 / e.s1, v8 / e.s2);
+        let (m32, v32, a32) = moments32(e.m, e.v, e.g, e.skip, k);
+        let want_8 = [
+            m8.to_bits(),
+            v8.to_bits(),
+            f8 as u32,
+            updated_param(e.p, m8, v8, k.step_size, k).to_bits(),
+        ];
+        let got_8 = [o.u32(), o.u32(), o.u8() as u32, o.u32()];
+        assert_eq!(got_8, want_8, "record {i}: moments8 / updated_param");
+        assert_eq!(
+            o.u64(),
+            unorm_term(m8, v8, k).to_bits(),
+            "record {i}: unorm"
+        );
+        assert_eq!((o.u8(), o.u8()), (c1, c2), "record {i}: codes");
+        let want_32 = [
+            m32.to_bits(),
+            v32.to_bits(),
+            a32 as u32,
+            updated_param(e.p, m32, v32, k.step_size, k).to_bits(),
+        ];
+        let got_32 = [o.u32(), o.u32(), o.u8() as u32, o.u32()];
+        assert_eq!(got_32, want_32, "record {i}: moments32 / updated_param");
+    }
+    assert!(o.0.is_empty());
+    assert!(nonfinite > 1000, "the inputs include non-finite gradients");
+}

@@ -1,0 +1,90 @@
+// Host driver for tests/cuda_math.rs: runs the per-element functions of csrc/adam8bit_math.cuh,
+// compiled by g++ without FMA contraction, on records read from stdin, and writes the results to
+// stdout. All values travel as little-endian bit patterns, so nothing is lost in formatting.
+//
+// Input:  Q1[256] Q2[256] (u32 bits); then sections "tag(u32) count(u64) records...".
+// Output: per section, per record, the results listed at its case below.
+#include <cstdio>
+#include <cstddef>
+#include <vector>
+
+#include "../csrc/adam8bit_abi.cuh"
+
+template <class T> static bool get(T &x) { return fread(&x, sizeof x, 1, stdin) == 1; }
+template <class T> static void put(T x) { fwrite(&x, sizeof x, 1, stdout); }
+
+int main() {
+    float q1[256], q2[256], m1[256], m2[256];
+    for (float &x : q1) if (!get(x)) return 2;
+    for (float &x : q2) if (!get(x)) return 2;
+    for (int i = 0; i < 255; ++i) {
+        m1[i] = a8_midpoint(q1[i], q1[i + 1]);
+        m2[i] = a8_midpoint(q2[i], q2[i + 1]);
+    }
+    uint32_t tag;
+    while (get(tag)) {
+        uint64_t count;
+        if (!get(count)) return 2;
+        for (uint64_t r = 0; r < count; ++r) {
+            switch (tag) {
+            case 0: {  // layout: sizes and offsets of the kernel ABI structs
+                put((uint64_t)sizeof(a8_scalars));
+                put((uint64_t)sizeof(a8_aux));
+                put((uint64_t)offsetof(a8_aux, history));
+                put((uint64_t)sizeof(a8_tensor));
+                put((uint64_t)offsetof(a8_tensor, k));
+                put((uint64_t)offsetof(a8_tensor, t));
+                put((uint64_t)offsetof(a8_tensor, max_unorm));
+                put((uint64_t)sizeof(a8_batch));
+                put((uint64_t)offsetof(a8_batch, t));
+                break;
+            }
+            case 1: {  // quantizer: x -> signed code with sign rule, unsigned code
+                float x;
+                if (!get(x)) return 2;
+                put(a8_signed_code(a8_quantize(m1, x), x));
+                put(a8_quantize(m2, x));
+                break;
+            }
+            case 2: {  // conversions: u32 pattern -> f16, bf16 of it; f32 of its low 16 bits
+                uint32_t u;
+                if (!get(u)) return 2;
+                put(a8_f32_to_f16(a8_float(u)));
+                put(a8_f32_to_bf16(a8_float(u)));
+                put(a8_bits(a8_f16_to_f32((uint16_t)u)));
+                put(a8_bits(a8_bf16_to_f32((uint16_t)u)));
+                break;
+            }
+            case 3: {  // element math
+                a8_scalars k;
+                uint8_t c1, c2;
+                uint32_t skip;
+                float s1, s2, g, p, m, v;
+                if (!(get(k) && get(c1) && get(c2) && get(skip) && get(s1) && get(s2) && get(g) &&
+                      get(p) && get(m) && get(v)))
+                    return 2;
+                float m8, v8;
+                bool f8 = a8_moments8(q1[c1], q2[c2], s1, s2, g, k, m8, v8);
+                put(m8);
+                put(v8);
+                put((uint8_t)f8);
+                put(a8_updated_param(p, m8, v8, k.step_size, k));
+                put(a8_unorm_term(m8, v8, k));
+                // codes after the blockwise normalisation (a division by the scale)
+                put(a8_signed_code(a8_quantize(m1, a8_div(m8, s1)), m8));
+                put(a8_quantize(m2, a8_div(v8, s2)));
+                float m32 = m, v32 = v;
+                bool a32 = a8_moments32(m32, v32, g, skip != 0, k);
+                put(m32);
+                put(v32);
+                put((uint8_t)a32);
+                put(a8_updated_param(p, m32, v32, k.step_size, k));
+                break;
+            }
+            default:
+                return 3;
+            }
+        }
+    }
+    return 0;
+}
