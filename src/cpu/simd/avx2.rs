@@ -141,7 +141,10 @@ unsafe impl Lanes for Avx2 {
     unsafe fn finite(a: __m256) -> __m256i {
         // |a| < inf is false for NaN and ±Inf.
         let abs = _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF)));
-        _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(abs, _mm256_set1_ps(f32::INFINITY)))
+        _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(
+            abs,
+            _mm256_set1_ps(f32::INFINITY),
+        ))
     }
     #[inline(always)]
     unsafe fn gt_i(a: __m256i, b: __m256i) -> __m256i {

@@ -173,6 +173,8 @@ unsafe impl Lanes for Avx512 {
     }
     #[inline(always)]
     unsafe fn f32_to_f16(a: __m512) -> __m512i {
-        _mm512_cvtepu16_epi32(_mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a))
+        _mm512_cvtepu16_epi32(_mm512_cvtps_ph::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(a))
     }
 }

@@ -7,7 +7,7 @@ use super::element::VecElement;
 use super::quantize::{quantize, signed_code};
 use super::{Isa, Lanes};
 use crate::config::BLOCKSIZE;
-use crate::qmap::{SIGNED, UNSIGNED};
+use crate::qmap::{Qmap, SIGNED, UNSIGNED};
 use crate::scalars::StepScalars;
 
 const BLOCK: usize = BLOCKSIZE as usize;
@@ -81,6 +81,8 @@ unsafe fn blocks<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     let mut m_buf = [0f32; BLOCK];
     let mut v_buf = [0f32; BLOCK];
     let mut nonfinite = 0u64;
+    // Dereference the lazily built maps once, not in the element loops.
+    let maps = (&*SIGNED, &*UNSIGNED);
     for b in 0..a.blocks {
         let at = b * BLOCK;
         nonfinite += block::<S, P>(
@@ -91,6 +93,7 @@ unsafe fn blocks<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
             &mut *a.a1.add(b),
             &mut *a.a2.add(b),
             k,
+            maps,
             &mut m_buf,
             &mut v_buf,
         ) as u64;
@@ -108,6 +111,7 @@ unsafe fn block<S: Lanes, P: VecElement>(
     a1: &mut f32,
     a2: &mut f32,
     k: &StepScalars,
+    (signed, unsigned): (&Qmap, &Qmap),
     m_buf: &mut [f32; BLOCK],
     v_buf: &mut [f32; BLOCK],
 ) -> u32 {
@@ -128,9 +132,12 @@ unsafe fn block<S: Lanes, P: VecElement>(
         let (_, gf) = P::load::<S>(g.add(i));
         let finite = S::finite(gf);
         let gam = S::mul(gf, gnorm);
-        let q2 = S::as_f(S::gather(UNSIGNED.values.as_ptr(), S::load_u8(s2.add(i))));
-        let q1 = S::as_f(S::gather(SIGNED.values.as_ptr(), S::load_u8(s1.add(i))));
-        let v = S::add(S::mul(S::mul(q2, old2), beta2), S::mul(S::mul(om2, gam), gam));
+        let q2 = S::as_f(S::gather(unsigned.values.as_ptr(), S::load_u8(s2.add(i))));
+        let q1 = S::as_f(S::gather(signed.values.as_ptr(), S::load_u8(s1.add(i))));
+        let v = S::add(
+            S::mul(S::mul(q2, old2), beta2),
+            S::mul(S::mul(om2, gam), gam),
+        );
         let m = S::add(S::mul(S::mul(q1, old1), beta1), S::mul(om1, gam));
         let m = S::select(finite, m, zero);
         let v = S::select(finite, v, zero);
@@ -153,8 +160,8 @@ unsafe fn block<S: Lanes, P: VecElement>(
     for i in (0..BLOCK).step_by(S::N) {
         let m = S::load(m_buf.as_ptr().add(i));
         let v = S::load(v_buf.as_ptr().add(i));
-        let c1 = signed_code::<S>(quantize::<S>(&SIGNED, S::div(m, new1)), m);
-        let c2 = quantize::<S>(&UNSIGNED, S::div(v, new2));
+        let c1 = signed_code::<S>(quantize::<S>(signed, S::div(m, new1)), m);
+        let c2 = quantize::<S>(unsigned, S::div(v, new2));
         S::store_u8(s1.add(i), c1);
         S::store_u8(s2.add(i), c2);
     }

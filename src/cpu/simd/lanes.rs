@@ -5,7 +5,9 @@
 ///
 /// # Safety
 /// Every method may only run on a CPU with the implementing ISA, inside a function compiled
-/// with that target feature (so the intrinsics inline).
+/// with that target feature (so the intrinsics inline). Pointer arguments must be valid for
+/// the `N` lanes they cover. This contract is the same for every method, so it is stated once.
+#[allow(clippy::missing_safety_doc)]
 pub unsafe trait Lanes: Copy {
     const N: usize;
     type F: Copy;

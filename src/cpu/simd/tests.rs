@@ -53,10 +53,10 @@ fn scalars(rng: &mut Rng) -> StepScalars {
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
-        weight_decay: if rng.next() % 2 == 0 { 0.0 } else { 0.01 },
+        weight_decay: if rng.next().is_multiple_of(2) { 0.0 } else { 0.01 },
     };
     let mut k = StepScalars::new(1e-3, &h, 1 + rng.next() % 50);
-    if rng.next() % 3 == 0 {
+    if rng.next().is_multiple_of(3) {
         k.gnorm_scale = 0.37;
     }
     k
@@ -85,7 +85,13 @@ fn check_dtype<P: VecElement>(bits: fn(P) -> u32) {
             let (mut p_want, mut s1_want, mut s2_want) = (p0.clone(), s1.clone(), s2.clone());
             let (mut a1_want, mut a2_want) = (a1.clone(), a2.clone());
             let want = blockwise_scalar(
-                &mut p_want, &g, &mut s1_want, &mut s2_want, &mut a1_want, &mut a2_want, &k,
+                &mut p_want,
+                &g,
+                &mut s1_want,
+                &mut s2_want,
+                &mut a1_want,
+                &mut a2_want,
+                &k,
             );
             let mut p = p0.clone();
             let got = blockwise_at(isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k);
@@ -173,7 +179,16 @@ fn quantizer_matches_scalar_around_every_midpoint() {
         xs.push(rng.unit() * 2.0 - 1.0);
         xs.push(rng.value(1.0));
     }
-    xs.extend([f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 2.0, -2.0]);
+    xs.extend([
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        2.0,
+        -2.0,
+    ]);
     xs.resize(xs.len().div_ceil(16) * 16, 0.5);
     for isa in levels() {
         for signed in [true, false] {
@@ -184,7 +199,12 @@ fn quantizer_matches_scalar_around_every_midpoint() {
                 } else {
                     UNSIGNED.quantize(x)
                 };
-                assert_eq!(c, want, "{isa:?} signed={signed} x={x:e} ({:#010x})", x.to_bits());
+                assert_eq!(
+                    c,
+                    want,
+                    "{isa:?} signed={signed} x={x:e} ({:#010x})",
+                    x.to_bits()
+                );
             }
         }
     }
