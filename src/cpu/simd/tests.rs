@@ -53,7 +53,11 @@ fn scalars(rng: &mut Rng) -> StepScalars {
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
-        weight_decay: if rng.next().is_multiple_of(2) { 0.0 } else { 0.01 },
+        weight_decay: if rng.next().is_multiple_of(2) {
+            0.0
+        } else {
+            0.01
+        },
     };
     let mut k = StepScalars::new(1e-3, &h, 1 + rng.next() % 50);
     if rng.next().is_multiple_of(3) {
