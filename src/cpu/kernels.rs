@@ -219,8 +219,48 @@ pub fn fp32_reduce<P: Element>(
     r
 }
 
-/// 32-bit step (rule 9): fp32 moments, `skip_zeros`, non-finite guard.
-pub fn fp32_update<P: Element>(
+/// 32-bit step (rule 9): fp32 moments, `skip_zeros`, non-finite guard; SIMD at the level
+/// `simd::isa()` picks, the tail in [`fp32_update_scalar`].
+#[allow(clippy::too_many_arguments)]
+pub fn fp32_update<P: VecElement>(
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [f32],
+    state2: &mut [f32],
+    skip_zeros: bool,
+    step_size: f32,
+    k: &StepScalars,
+) -> u64 {
+    fp32_update_at(simd::isa(), p, g, state1, state2, skip_zeros, step_size, k)
+}
+
+/// [`fp32_update`] at a given level (one the CPU has).
+#[allow(clippy::too_many_arguments)]
+pub fn fp32_update_at<P: VecElement>(
+    isa: simd::Isa,
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [f32],
+    state2: &mut [f32],
+    skip_zeros: bool,
+    step_size: f32,
+    k: &StepScalars,
+) -> u64 {
+    let (d, nonfinite) = simd::fp32(isa, p, g, state1, state2, skip_zeros, step_size, k);
+    nonfinite
+        + fp32_update_scalar(
+            &mut p[d..],
+            &g[d..],
+            &mut state1[d..],
+            &mut state2[d..],
+            skip_zeros,
+            step_size,
+            k,
+        )
+}
+
+/// The scalar 32-bit step: the definition the SIMD levels reproduce bit for bit.
+pub fn fp32_update_scalar<P: Element>(
     p: &mut [P],
     g: &[P],
     state1: &mut [f32],

@@ -125,7 +125,6 @@ unsafe fn block<S: Lanes, P: VecElement>(
         S::splat(k.decay),
     );
     let zero = S::splat(0.0);
-    let abs_mask = S::splat_i(0x7FFF_FFFF);
     let (mut acc1, mut acc2) = (zero, zero);
     let mut finite_lanes = 0u32;
     for i in (0..BLOCK).step_by(S::N) {
@@ -143,8 +142,8 @@ unsafe fn block<S: Lanes, P: VecElement>(
         let v = S::select(finite, v, zero);
         S::store(m_buf.as_mut_ptr().add(i), m);
         S::store(v_buf.as_mut_ptr().add(i), v);
-        acc1 = S::max(S::as_f(S::and_i(S::as_i(m), abs_mask)), acc1);
-        acc2 = S::max(S::as_f(S::and_i(S::as_i(v), abs_mask)), acc2);
+        acc1 = S::max(S::abs(m), acc1);
+        acc2 = S::max(S::abs(v), acc2);
         let (raw, pf) = P::load::<S>(p.add(i));
         let mut new = S::add(pf, S::mul(step, S::div(m, S::add(S::sqrt(v), eps_c2))));
         if k.apply_decay != 0 {

@@ -39,6 +39,10 @@ pub unsafe trait Lanes: Copy {
     /// Returns `b` when either is NaN (x86 `maxps`), so `max(x, acc)` ignores a NaN `x` the
     /// way `f32::max` does.
     unsafe fn max(a: Self::F, b: Self::F) -> Self::F;
+    /// `|a|` (clears the sign bit).
+    unsafe fn abs(a: Self::F) -> Self::F {
+        Self::as_f(Self::and_i(Self::as_i(a), Self::splat_i(0x7FFF_FFFF)))
+    }
 
     unsafe fn as_i(a: Self::F) -> Self::I;
     unsafe fn as_f(a: Self::I) -> Self::F;

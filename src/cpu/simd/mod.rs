@@ -10,6 +10,7 @@ mod avx2;
 mod avx512;
 mod blockwise;
 mod element;
+mod fp32;
 mod lanes;
 mod quantize;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use blockwise::blockwise;
 pub use element::VecElement;
+pub use fp32::fp32;
 pub use lanes::Lanes;
 
 /// An instruction-set level of the CPU kernels.

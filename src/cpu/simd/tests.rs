@@ -8,7 +8,7 @@ use super::element::VecElement;
 use super::quantize::{quantize, signed_code};
 use super::{Isa, Lanes};
 use crate::config::Hyper;
-use crate::cpu::kernels::{blockwise_at, blockwise_scalar};
+use crate::cpu::kernels::{blockwise_at, blockwise_scalar, fp32_update_at, fp32_update_scalar};
 use crate::qmap::{signed_code as scalar_signed_code, SIGNED, UNSIGNED};
 use crate::scalars::StepScalars;
 
@@ -125,6 +125,48 @@ fn blockwise_fp16_matches_scalar() {
 #[test]
 fn blockwise_bf16_matches_scalar() {
     check_dtype::<bf16>(|x| x.to_bits() as u32);
+}
+
+fn check_fp32_path<P: VecElement>(bits: fn(P) -> u32) {
+    let mut rng = Rng(0x0DDB_A11C_AFE5_EED5);
+    for isa in levels() {
+        for round in 0..64 {
+            let n: usize = [1, 15, 16, 17, 1000, 4095][round % 6];
+            let k = scalars(&mut rng);
+            let skip_zeros = round % 2 == 1;
+            let step_size = k.step_size * 0.75;
+            let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
+            let g: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1e-2))).collect();
+            let s1: Vec<f32> = (0..n).map(|_| rng.value(1e-3)).collect();
+            let s2: Vec<f32> = (0..n).map(|_| rng.value(1e-6).abs()).collect();
+            let (mut p_want, mut s1_want, mut s2_want) = (p0.clone(), s1.clone(), s2.clone());
+            let want = fp32_update_scalar(
+                &mut p_want,
+                &g,
+                &mut s1_want,
+                &mut s2_want,
+                skip_zeros,
+                step_size,
+                &k,
+            );
+            let (mut p, mut s1, mut s2) = (p0, s1, s2);
+            let got = fp32_update_at(isa, &mut p, &g, &mut s1, &mut s2, skip_zeros, step_size, &k);
+            let ctx = format!("{isa:?} round {round} n {n}");
+            assert_eq!(got, want, "{ctx}: non-finite count");
+            let fbits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(fbits(&s1), fbits(&s1_want), "{ctx}: state1");
+            assert_eq!(fbits(&s2), fbits(&s2_want), "{ctx}: state2");
+            let pbits = |v: &[P]| v.iter().map(|&x| bits(x)).collect::<Vec<_>>();
+            assert_eq!(pbits(&p), pbits(&p_want), "{ctx}: params");
+        }
+    }
+}
+
+#[test]
+fn fp32_path_matches_scalar_for_every_dtype() {
+    check_fp32_path::<f32>(f32::to_bits);
+    check_fp32_path::<f16>(|x| x.to_bits() as u32);
+    check_fp32_path::<bf16>(|x| x.to_bits() as u32);
 }
 
 /// Quantizes `xs` (a multiple of 16 long) at `isa` with the sign rule applied against `m = x`
