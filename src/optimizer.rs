@@ -167,7 +167,7 @@ impl Optimizer {
     /// A shard steps exactly like the same slice of the full tensor only where every output
     /// depends on its own 256-element blocks alone.
     pub(crate) fn check_shard(&self, s: Shard, numel: u64, path: Path) -> Result<()> {
-        if s.offset % BLOCKSIZE != 0 {
+        if !s.offset.is_multiple_of(BLOCKSIZE) {
             invalid!(
                 "shard offset {} is not a multiple of the {BLOCKSIZE}-element block",
                 s.offset

@@ -86,11 +86,12 @@ pub const UNSIGNED_BITS: [u32; 256] = [
 ];
 
 /// Buckets are keyed by `|x|.to_bits() >> KEY_SHIFT`, i.e. exponent and 7 mantissa bits.
-const KEY_SHIFT: u32 = 16;
+pub const KEY_SHIFT: u32 = 16;
 /// Magnitudes below 2^-25 share the first bucket: no midpoint of either map is that small.
-const KEY_LO: u32 = 0x3300_0000 >> KEY_SHIFT;
-/// Magnitudes of 2.0 and above (and infinity) share the last bucket.
-const KEY_HI: u32 = 0x3FFF_FFFF >> KEY_SHIFT;
+pub const KEY_LO: u32 = 0x3300_0000 >> KEY_SHIFT;
+/// Magnitudes of 2.0 and above (and infinity, NaN) are clamped to these bits: the last bucket.
+pub const KEY_HI_BITS: u32 = 0x3FFF_FFFF;
+const KEY_HI: u32 = KEY_HI_BITS >> KEY_SHIFT;
 /// Buckets per sign.
 pub const BUCKETS: usize = (KEY_HI - KEY_LO + 1) as usize;
 
@@ -100,7 +101,8 @@ pub struct Qmap {
     pub values: [f32; 256],
     /// `mids[k]` separates codes k and k+1; `mids[255]` is NaN so that no compare selects 256.
     pub mids: [f32; 256],
-    /// Per sign (positive buckets first), how many midpoints lie below the bucket.
+    /// Per sign (positive buckets first), how many midpoints lie below the bucket; then 3
+    /// zero bytes so that a SIMD gather may read 4 bytes at any bucket index.
     pub below: Vec<u8>,
 }
 
@@ -111,7 +113,7 @@ pub static UNSIGNED: LazyLock<Qmap> = LazyLock::new(|| Qmap::build(&UNSIGNED_BIT
 #[inline(always)]
 pub fn bucket(x: f32) -> usize {
     let bits = x.to_bits();
-    let key = ((bits & 0x7FFF_FFFF).min(0x3FFF_FFFF) >> KEY_SHIFT).saturating_sub(KEY_LO);
+    let key = ((bits & 0x7FFF_FFFF).min(KEY_HI_BITS) >> KEY_SHIFT).saturating_sub(KEY_LO);
     key as usize + (bits >> 31) as usize * BUCKETS
 }
 
@@ -123,8 +125,8 @@ impl Qmap {
             mids[k] = (values[k] + values[k + 1]) * 0.5;
         }
         let real_mids = &mids[..255];
-        let mut below = vec![0u8; 2 * BUCKETS];
-        for (b, slot) in below.iter_mut().enumerate() {
+        let mut below = vec![0u8; 2 * BUCKETS + 3];
+        for (b, slot) in below[..2 * BUCKETS].iter_mut().enumerate() {
             let (lowest, highest) = bucket_range(b);
             let count = real_mids.iter().filter(|&&m| m < lowest).count();
             // At most one midpoint per bucket is what makes one compare exact; the tests check

@@ -112,7 +112,7 @@ fn mutate(rng: &mut Rng, original: &[u8], header_end: usize) -> (Mutation, Vec<u
         Mutation::Truncate => b.truncate(pick(rng, b.len())),
         Mutation::FlipBit => {
             // Half of the flips hit the header, which is small but has the most structure.
-            let at = if rng.next_u64() % 2 == 0 {
+            let at = if rng.next_u64().is_multiple_of(2) {
                 pick(rng, header_end)
             } else {
                 pick(rng, b.len())

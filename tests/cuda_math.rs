@@ -279,7 +279,7 @@ fn special_or(rng: &mut Rng, x: f32) -> f32 {
         -1e-44,
         f32::MIN_POSITIVE,
     ];
-    if rng.next_u64() % 16 == 0 {
+    if rng.next_u64().is_multiple_of(16) {
         SPECIALS[(rng.next_u64() % SPECIALS.len() as u64) as usize]
     } else {
         x
@@ -303,15 +303,15 @@ fn element_inputs() -> Vec<Elem> {
             let lr = 10f64.powf(-(rng.uniform() as f64) * 6.0);
             let t = 1 + rng.next_u64() % 5000;
             let mut k = StepScalars::new(lr, &h, t);
-            if rng.next_u64() % 4 == 0 {
+            if rng.next_u64().is_multiple_of(4) {
                 k.gnorm_scale = rng.uniform();
             }
-            let s1 = if rng.next_u64() % 32 == 0 {
+            let s1 = if rng.next_u64().is_multiple_of(32) {
                 0.0
             } else {
                 spread(&mut rng, 30.0, 3.0).abs()
             };
-            let s2 = if rng.next_u64() % 32 == 0 {
+            let s2 = if rng.next_u64().is_multiple_of(32) {
                 0.0
             } else {
                 spread(&mut rng, 38.0, 3.0).abs()

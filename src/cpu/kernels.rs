@@ -3,15 +3,58 @@
 //! never depends on the thread count (rule 16).
 
 use super::math::{codes, moments32, moments8, unorm_term, updated_param};
+use super::simd::{self, VecElement};
 use crate::config::BLOCKSIZE;
 use crate::dtype::Element;
 use crate::scalars::StepScalars;
 
 const BLOCK: usize = BLOCKSIZE as usize;
 
-/// Blockwise 8-bit step (rules 1-6) over whole blocks; `absmax*` hold one entry per block of
-/// the chunk. Returns the number of non-finite gradient elements.
-pub fn blockwise<P: Element>(
+/// Blockwise 8-bit step (rules 1-6) over a chunk of blocks; `absmax*` hold one entry per block
+/// of the chunk. The whole blocks run at the SIMD level `simd::isa()` picks, the rest (a
+/// tensor's partial last block, or everything at the scalar level) in [`blockwise_scalar`].
+/// Returns the number of non-finite gradient elements.
+pub fn blockwise<P: VecElement>(
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [u8],
+    state2: &mut [u8],
+    absmax1: &mut [f32],
+    absmax2: &mut [f32],
+    k: &StepScalars,
+) -> u64 {
+    blockwise_at(simd::isa(), p, g, state1, state2, absmax1, absmax2, k)
+}
+
+/// [`blockwise`] at a given level (one the CPU has).
+#[allow(clippy::too_many_arguments)]
+pub fn blockwise_at<P: VecElement>(
+    isa: simd::Isa,
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [u8],
+    state2: &mut [u8],
+    absmax1: &mut [f32],
+    absmax2: &mut [f32],
+    k: &StepScalars,
+) -> u64 {
+    let (done, nonfinite) = simd::blockwise(isa, p, g, state1, state2, absmax1, absmax2, k);
+    let b = done / BLOCK;
+    nonfinite
+        + blockwise_scalar(
+            &mut p[done..],
+            &g[done..],
+            &mut state1[done..],
+            &mut state2[done..],
+            &mut absmax1[b..],
+            &mut absmax2[b..],
+            k,
+        )
+}
+
+/// The scalar blockwise step, element by element in `math.rs`'s order: the definition every
+/// SIMD level must reproduce bit for bit.
+pub fn blockwise_scalar<P: Element>(
     p: &mut [P],
     g: &[P],
     state1: &mut [u8],
@@ -176,8 +219,48 @@ pub fn fp32_reduce<P: Element>(
     r
 }
 
-/// 32-bit step (rule 9): fp32 moments, `skip_zeros`, non-finite guard.
-pub fn fp32_update<P: Element>(
+/// 32-bit step (rule 9): fp32 moments, `skip_zeros`, non-finite guard; SIMD at the level
+/// `simd::isa()` picks, the tail in [`fp32_update_scalar`].
+#[allow(clippy::too_many_arguments)]
+pub fn fp32_update<P: VecElement>(
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [f32],
+    state2: &mut [f32],
+    skip_zeros: bool,
+    step_size: f32,
+    k: &StepScalars,
+) -> u64 {
+    fp32_update_at(simd::isa(), p, g, state1, state2, skip_zeros, step_size, k)
+}
+
+/// [`fp32_update`] at a given level (one the CPU has).
+#[allow(clippy::too_many_arguments)]
+pub fn fp32_update_at<P: VecElement>(
+    isa: simd::Isa,
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [f32],
+    state2: &mut [f32],
+    skip_zeros: bool,
+    step_size: f32,
+    k: &StepScalars,
+) -> u64 {
+    let (d, nonfinite) = simd::fp32(isa, p, g, state1, state2, skip_zeros, step_size, k);
+    nonfinite
+        + fp32_update_scalar(
+            &mut p[d..],
+            &g[d..],
+            &mut state1[d..],
+            &mut state2[d..],
+            skip_zeros,
+            step_size,
+            k,
+        )
+}
+
+/// The scalar 32-bit step: the definition the SIMD levels reproduce bit for bit.
+pub fn fp32_update_scalar<P: Element>(
     p: &mut [P],
     g: &[P],
     state1: &mut [f32],

@@ -7,6 +7,7 @@
 
 pub mod kernels;
 pub mod math;
+pub mod simd;
 
 use std::sync::{Arc, RwLock};
 

@@ -187,7 +187,7 @@ impl Backend {
             .as_ref()
             .map_or((0, 0), |(a1, a2)| (a1.ptr, a2.ptr));
         let unorm = j.max_unorm > 0.0 && s.path != Path::Blockwise8;
-        let aligned = (j.param as usize | j.grad as usize) % 16 == 0;
+        let aligned = (j.param as usize | j.grad as usize).is_multiple_of(16);
         let flags = [
             (j.percentile.is_some(), abi::CLIP),
             (unorm, abi::UNORM),

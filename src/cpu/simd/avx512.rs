@@ -1,0 +1,180 @@
+//! [`Lanes`] for AVX-512F: 16 lanes, mask registers.
+
+use std::arch::x86_64::*;
+
+use super::Lanes;
+
+#[derive(Clone, Copy)]
+pub struct Avx512;
+
+// SAFETY: only instantiated by kernels compiled with `avx512f` after runtime detection.
+unsafe impl Lanes for Avx512 {
+    const N: usize = 16;
+    type F = __m512;
+    type I = __m512i;
+    type M = __mmask16;
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn splat_i(x: i32) -> __m512i {
+        _mm512_set1_epi32(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, x: __m512) {
+        _mm512_storeu_ps(p, x)
+    }
+    #[inline(always)]
+    unsafe fn load_u8(p: *const u8) -> __m512i {
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn store_u8(p: *mut u8, x: __m512i) {
+        _mm_storeu_si128(p.cast(), _mm512_cvtepi32_epi8(x))
+    }
+    #[inline(always)]
+    unsafe fn load_u16(p: *const u16) -> __m512i {
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn store_u16(p: *mut u16, x: __m512i) {
+        _mm256_storeu_si256(p.cast(), _mm512_cvtepi32_epi16(x))
+    }
+    #[inline(always)]
+    unsafe fn gather(table: *const f32, idx: __m512i) -> __m512i {
+        _mm512_i32gather_epi32::<4>(idx, table.cast())
+    }
+    #[inline(always)]
+    unsafe fn gather_bytes(table: *const u8, idx: __m512i) -> __m512i {
+        _mm512_i32gather_epi32::<1>(idx, table.cast())
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn div(a: __m512, b: __m512) -> __m512 {
+        _mm512_div_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sqrt(a: __m512) -> __m512 {
+        _mm512_sqrt_ps(a)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        _mm512_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn as_i(a: __m512) -> __m512i {
+        _mm512_castps_si512(a)
+    }
+    #[inline(always)]
+    unsafe fn as_f(a: __m512i) -> __m512 {
+        _mm512_castsi512_ps(a)
+    }
+    #[inline(always)]
+    unsafe fn add_i(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_add_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn and_i(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_and_si512(a, b)
+    }
+    #[inline(always)]
+    unsafe fn or_i(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_or_si512(a, b)
+    }
+    #[inline(always)]
+    unsafe fn srl<const K: u32>(a: __m512i) -> __m512i {
+        _mm512_srli_epi32::<K>(a)
+    }
+    #[inline(always)]
+    unsafe fn sll<const K: u32>(a: __m512i) -> __m512i {
+        _mm512_slli_epi32::<K>(a)
+    }
+    #[inline(always)]
+    unsafe fn sra<const K: u32>(a: __m512i) -> __m512i {
+        _mm512_srai_epi32::<K>(a)
+    }
+    #[inline(always)]
+    unsafe fn min_u(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_min_epu32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max_s(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_max_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn gt(a: __m512, b: __m512) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b)
+    }
+    #[inline(always)]
+    unsafe fn eq(a: __m512, b: __m512) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b)
+    }
+    #[inline(always)]
+    unsafe fn finite(a: __m512) -> __mmask16 {
+        // |a| < inf is false for NaN and ±Inf.
+        let abs = _mm512_castsi512_ps(_mm512_and_si512(
+            _mm512_castps_si512(a),
+            _mm512_set1_epi32(0x7FFF_FFFF),
+        ));
+        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(abs, _mm512_set1_ps(f32::INFINITY))
+    }
+    #[inline(always)]
+    unsafe fn gt_i(a: __m512i, b: __m512i) -> __mmask16 {
+        _mm512_cmpgt_epi32_mask(a, b)
+    }
+    #[inline(always)]
+    unsafe fn eq_i(a: __m512i, b: __m512i) -> __mmask16 {
+        _mm512_cmpeq_epi32_mask(a, b)
+    }
+    #[inline(always)]
+    unsafe fn and_m(a: __mmask16, b: __mmask16) -> __mmask16 {
+        a & b
+    }
+    #[inline(always)]
+    unsafe fn or_m(a: __mmask16, b: __mmask16) -> __mmask16 {
+        a | b
+    }
+    #[inline(always)]
+    unsafe fn xor_m(a: __mmask16, b: __mmask16) -> __mmask16 {
+        a ^ b
+    }
+    #[inline(always)]
+    unsafe fn select(m: __mmask16, a: __m512, b: __m512) -> __m512 {
+        _mm512_mask_blend_ps(m, b, a)
+    }
+    #[inline(always)]
+    unsafe fn select_i(m: __mmask16, a: __m512i, b: __m512i) -> __m512i {
+        _mm512_mask_blend_epi32(m, b, a)
+    }
+    #[inline(always)]
+    unsafe fn count(m: __mmask16) -> u32 {
+        m.count_ones()
+    }
+    #[inline(always)]
+    unsafe fn hmax(a: __m512) -> f32 {
+        _mm512_reduce_max_ps(a)
+    }
+    #[inline(always)]
+    unsafe fn f16_to_f32(a: __m512i) -> __m512 {
+        _mm512_cvtph_ps(_mm512_cvtepi32_epi16(a))
+    }
+    #[inline(always)]
+    unsafe fn f32_to_f16(a: __m512) -> __m512i {
+        _mm512_cvtepu16_epi32(_mm512_cvtps_ph::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(a))
+    }
+}

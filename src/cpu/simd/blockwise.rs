@@ -1,0 +1,168 @@
+//! The blockwise 8-bit step (rules 1-6) on `N` lanes: `math::moments8`, `math::updated_param`
+//! and `math::codes` lane by lane, in their operation order. Two sweeps per 256-element block,
+//! the second over the block's m and v kept in a stack buffer (L1), so the arrays themselves
+//! are read and written once.
+
+use super::element::VecElement;
+use super::quantize::{quantize, signed_code};
+use super::{Isa, Lanes};
+use crate::config::BLOCKSIZE;
+use crate::qmap::{Qmap, SIGNED, UNSIGNED};
+use crate::scalars::StepScalars;
+
+const BLOCK: usize = BLOCKSIZE as usize;
+
+/// Runs the whole blocks of a chunk at level `isa` and returns `(elements done, non-finite
+/// count)`; the caller finishes a partial last block with the scalar kernel. The scalar level
+/// does nothing here.
+#[allow(clippy::too_many_arguments)]
+pub fn blockwise<P: VecElement>(
+    isa: Isa,
+    p: &mut [P],
+    g: &[P],
+    s1: &mut [u8],
+    s2: &mut [u8],
+    a1: &mut [f32],
+    a2: &mut [f32],
+    k: &StepScalars,
+) -> (usize, u64) {
+    let blocks = p.len() / BLOCK;
+    assert!(g.len() >= blocks * BLOCK && s1.len() >= blocks * BLOCK && s2.len() >= blocks * BLOCK);
+    assert!(a1.len() >= blocks && a2.len() >= blocks);
+    let args = Args {
+        p: p.as_mut_ptr(),
+        g: g.as_ptr(),
+        s1: s1.as_mut_ptr(),
+        s2: s2.as_mut_ptr(),
+        a1: a1.as_mut_ptr(),
+        a2: a2.as_mut_ptr(),
+        blocks,
+    };
+    // SAFETY: the asserts above bound every access of `blocks` whole blocks, and `isa` is
+    // only a level that `Isa::available` confirmed (`simd::isa` never returns another).
+    let nonfinite = unsafe {
+        match isa {
+            Isa::Scalar => return (0, 0),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512(&args, k),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2(&args, k),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => return (0, 0),
+        }
+    };
+    (blocks * BLOCK, nonfinite)
+}
+
+struct Args<P> {
+    p: *mut P,
+    g: *const P,
+    s1: *mut u8,
+    s2: *mut u8,
+    a1: *mut f32,
+    a2: *mut f32,
+    blocks: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
+    blocks::<super::avx512::Avx512, P>(a, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn avx2<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
+    blocks::<super::avx2::Avx2, P>(a, k)
+}
+
+#[inline(always)]
+unsafe fn blocks<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
+    let mut m_buf = [0f32; BLOCK];
+    let mut v_buf = [0f32; BLOCK];
+    let mut nonfinite = 0u64;
+    // Dereference the lazily built maps once, not in the element loops.
+    let maps = (&*SIGNED, &*UNSIGNED);
+    for b in 0..a.blocks {
+        let at = b * BLOCK;
+        nonfinite += block::<S, P>(
+            a.p.add(at),
+            a.g.add(at),
+            a.s1.add(at),
+            a.s2.add(at),
+            &mut *a.a1.add(b),
+            &mut *a.a2.add(b),
+            k,
+            maps,
+            &mut m_buf,
+            &mut v_buf,
+        ) as u64;
+    }
+    nonfinite
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn block<S: Lanes, P: VecElement>(
+    p: *mut P,
+    g: *const P,
+    s1: *mut u8,
+    s2: *mut u8,
+    a1: &mut f32,
+    a2: &mut f32,
+    k: &StepScalars,
+    (signed, unsigned): (&Qmap, &Qmap),
+    m_buf: &mut [f32; BLOCK],
+    v_buf: &mut [f32; BLOCK],
+) -> u32 {
+    let (old1, old2) = (S::splat(*a1), S::splat(*a2));
+    let (beta1, beta2) = (S::splat(k.beta1), S::splat(k.beta2));
+    let (om1, om2) = (S::splat(k.one_minus_beta1), S::splat(k.one_minus_beta2));
+    let (gnorm, step, eps_c2, decay) = (
+        S::splat(k.gnorm_scale),
+        S::splat(k.step_size),
+        S::splat(k.eps_c2),
+        S::splat(k.decay),
+    );
+    let zero = S::splat(0.0);
+    let (mut acc1, mut acc2) = (zero, zero);
+    let mut finite_lanes = 0u32;
+    for i in (0..BLOCK).step_by(S::N) {
+        let (_, gf) = P::load::<S>(g.add(i));
+        let finite = S::finite(gf);
+        let gam = S::mul(gf, gnorm);
+        let q2 = S::as_f(S::gather(unsigned.values.as_ptr(), S::load_u8(s2.add(i))));
+        let q1 = S::as_f(S::gather(signed.values.as_ptr(), S::load_u8(s1.add(i))));
+        let v = S::add(
+            S::mul(S::mul(q2, old2), beta2),
+            S::mul(S::mul(om2, gam), gam),
+        );
+        let m = S::add(S::mul(S::mul(q1, old1), beta1), S::mul(om1, gam));
+        let m = S::select(finite, m, zero);
+        let v = S::select(finite, v, zero);
+        S::store(m_buf.as_mut_ptr().add(i), m);
+        S::store(v_buf.as_mut_ptr().add(i), v);
+        acc1 = S::max(S::abs(m), acc1);
+        acc2 = S::max(S::abs(v), acc2);
+        let (raw, pf) = P::load::<S>(p.add(i));
+        let mut new = S::add(pf, S::mul(step, S::div(m, S::add(S::sqrt(v), eps_c2))));
+        if k.apply_decay != 0 {
+            new = S::mul(new, decay);
+        }
+        P::store::<S>(p.add(i), raw, new, finite);
+        finite_lanes += S::count(finite);
+    }
+    let (new1, new2) = (S::hmax(acc1), S::hmax(acc2));
+    *a1 = new1;
+    *a2 = new2;
+    let (new1, new2) = (S::splat(new1), S::splat(new2));
+    for i in (0..BLOCK).step_by(S::N) {
+        let m = S::load(m_buf.as_ptr().add(i));
+        let v = S::load(v_buf.as_ptr().add(i));
+        let c1 = signed_code::<S>(quantize::<S>(signed, S::div(m, new1)), m);
+        let c2 = quantize::<S>(unsigned, S::div(v, new2));
+        S::store_u8(s1.add(i), c1);
+        S::store_u8(s2.add(i), c2);
+    }
+    BLOCK as u32 - finite_lanes
+}

@@ -1,0 +1,87 @@
+//! Explicit SIMD for the blockwise 8-bit sweep: one generic kernel ([`blockwise`]) written
+//! against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes) and AVX2 (8 lanes).
+//! The ISA is chosen at run time (`is_x86_feature_detected!`); tests can force any available
+//! level with [`force_isa`]. Every lane does exactly the scalar operations of `math.rs` in the
+//! same order (no FMA, correctly rounded `/` and `sqrt`), so all levels are bit-identical.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod blockwise;
+mod element;
+mod fp32;
+mod lanes;
+mod quantize;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+pub use blockwise::blockwise;
+pub use element::VecElement;
+pub use fp32::fp32;
+pub use lanes::Lanes;
+
+/// An instruction-set level of the CPU kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    /// Whether this CPU can run the level.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
+/// 0: not chosen yet; otherwise `Isa::code`.
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+/// The level the kernels use: the forced one, else the best available.
+pub fn isa() -> Isa {
+    match CHOSEN.load(Ordering::Relaxed) {
+        0 => {
+            let best = [Isa::Avx512, Isa::Avx2]
+                .into_iter()
+                .find(|i| i.available())
+                .unwrap_or(Isa::Scalar);
+            CHOSEN.store(best.code(), Ordering::Relaxed);
+            best
+        }
+        c => Isa::ALL[(c - 1) as usize],
+    }
+}
+
+/// Forces a level (for tests and benchmarks); `None` restores automatic choice. Returns false,
+/// changing nothing, when the CPU lacks the level.
+pub fn force_isa(level: Option<Isa>) -> bool {
+    match level {
+        Some(l) if !l.available() => false,
+        Some(l) => {
+            CHOSEN.store(l.code(), Ordering::Relaxed);
+            true
+        }
+        None => {
+            CHOSEN.store(0, Ordering::Relaxed);
+            true
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Every SIMD level against the scalar kernel, bit for bit, on inputs chosen to hit the edges:
+//! partial last blocks, NaN/±Inf/±0 gradients, all-zero blocks, subnormal and huge moments,
+//! NaN parameters, and quantizer inputs on and around every midpoint.
+
+use half::{bf16, f16};
+
+use super::element::VecElement;
+use super::quantize::{quantize, signed_code};
+use super::{Isa, Lanes};
+use crate::config::Hyper;
+use crate::cpu::kernels::{blockwise_at, blockwise_scalar, fp32_update_at, fp32_update_scalar};
+use crate::qmap::{signed_code as scalar_signed_code, SIGNED, UNSIGNED};
+use crate::scalars::StepScalars;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Mostly ordinary values, sometimes an edge case.
+    fn value(&mut self, scale: f32) -> f32 {
+        match self.next() % 64 {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::NEG_INFINITY,
+            3 => 0.0,
+            4 => -0.0,
+            5 => f32::from_bits(1 + (self.next() as u32 & 0x7F_FFFF)),
+            6 => 3e38,
+            _ => (self.unit() * 2.0 - 1.0) * scale * 10f32.powf(-6.0 * self.unit()),
+        }
+    }
+}
+
+fn levels() -> Vec<Isa> {
+    let l: Vec<Isa> = [Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|i| i.available())
+        .collect();
+    eprintln!("SIMD levels tested against scalar: {l:?}");
+    l
+}
+
+fn scalars(rng: &mut Rng) -> StepScalars {
+    let h = Hyper {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: if rng.next().is_multiple_of(2) {
+            0.0
+        } else {
+            0.01
+        },
+    };
+    let mut k = StepScalars::new(1e-3, &h, 1 + rng.next() % 50);
+    if rng.next().is_multiple_of(3) {
+        k.gnorm_scale = 0.37;
+    }
+    k
+}
+
+fn check_dtype<P: VecElement>(bits: fn(P) -> u32) {
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    for isa in levels() {
+        for round in 0..64 {
+            let n: usize = [1, 255, 256, 257, 4096, 4095, 5000, 12_345][round % 8];
+            let blocks = n.div_ceil(256);
+            let k = scalars(&mut rng);
+            let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
+            let mut g: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1e-2))).collect();
+            let mut s1: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let mut s2: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let mut a1: Vec<f32> = (0..blocks).map(|_| rng.value(1e-3).abs()).collect();
+            let mut a2: Vec<f32> = (0..blocks).map(|_| rng.value(1e-6).abs()).collect();
+            if blocks > 2 {
+                // An all-zero block: zero gradients on a zero state (0/0 when requantizing).
+                g[256..512].iter_mut().for_each(|x| *x = P::narrow(0.0));
+                s1[256..512].iter_mut().for_each(|c| *c = 127);
+                s2[256..512].iter_mut().for_each(|c| *c = 0);
+                (a1[1], a2[1]) = (0.0, 0.0);
+            }
+            let (mut p_want, mut s1_want, mut s2_want) = (p0.clone(), s1.clone(), s2.clone());
+            let (mut a1_want, mut a2_want) = (a1.clone(), a2.clone());
+            let want = blockwise_scalar(
+                &mut p_want,
+                &g,
+                &mut s1_want,
+                &mut s2_want,
+                &mut a1_want,
+                &mut a2_want,
+                &k,
+            );
+            let mut p = p0.clone();
+            let got = blockwise_at(isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k);
+            let ctx = format!("{isa:?} round {round} n {n}");
+            assert_eq!(got, want, "{ctx}: non-finite count");
+            assert_eq!(s1, s1_want, "{ctx}: state1");
+            assert_eq!(s2, s2_want, "{ctx}: state2");
+            let fbits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(fbits(&a1), fbits(&a1_want), "{ctx}: absmax1");
+            assert_eq!(fbits(&a2), fbits(&a2_want), "{ctx}: absmax2");
+            let pbits = |v: &[P]| v.iter().map(|&x| bits(x)).collect::<Vec<_>>();
+            assert_eq!(pbits(&p), pbits(&p_want), "{ctx}: params");
+        }
+    }
+}
+
+#[test]
+fn blockwise_fp32_matches_scalar() {
+    check_dtype::<f32>(f32::to_bits);
+}
+
+#[test]
+fn blockwise_fp16_matches_scalar() {
+    check_dtype::<f16>(|x| x.to_bits() as u32);
+}
+
+#[test]
+fn blockwise_bf16_matches_scalar() {
+    check_dtype::<bf16>(|x| x.to_bits() as u32);
+}
+
+fn check_fp32_path<P: VecElement>(bits: fn(P) -> u32) {
+    let mut rng = Rng(0x0DDB_A11C_AFE5_EED5);
+    for isa in levels() {
+        for round in 0..64 {
+            let n: usize = [1, 15, 16, 17, 1000, 4095][round % 6];
+            let k = scalars(&mut rng);
+            let skip_zeros = round % 2 == 1;
+            let step_size = k.step_size * 0.75;
+            let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
+            let g: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1e-2))).collect();
+            let s1: Vec<f32> = (0..n).map(|_| rng.value(1e-3)).collect();
+            let s2: Vec<f32> = (0..n).map(|_| rng.value(1e-6).abs()).collect();
+            let (mut p_want, mut s1_want, mut s2_want) = (p0.clone(), s1.clone(), s2.clone());
+            let want = fp32_update_scalar(
+                &mut p_want,
+                &g,
+                &mut s1_want,
+                &mut s2_want,
+                skip_zeros,
+                step_size,
+                &k,
+            );
+            let (mut p, mut s1, mut s2) = (p0, s1, s2);
+            let got = fp32_update_at(isa, &mut p, &g, &mut s1, &mut s2, skip_zeros, step_size, &k);
+            let ctx = format!("{isa:?} round {round} n {n}");
+            assert_eq!(got, want, "{ctx}: non-finite count");
+            let fbits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(fbits(&s1), fbits(&s1_want), "{ctx}: state1");
+            assert_eq!(fbits(&s2), fbits(&s2_want), "{ctx}: state2");
+            let pbits = |v: &[P]| v.iter().map(|&x| bits(x)).collect::<Vec<_>>();
+            assert_eq!(pbits(&p), pbits(&p_want), "{ctx}: params");
+        }
+    }
+}
+
+#[test]
+fn fp32_path_matches_scalar_for_every_dtype() {
+    check_fp32_path::<f32>(f32::to_bits);
+    check_fp32_path::<f16>(|x| x.to_bits() as u32);
+    check_fp32_path::<bf16>(|x| x.to_bits() as u32);
+}
+
+/// Quantizes `xs` (a multiple of 16 long) at `isa` with the sign rule applied against `m = x`
+/// for the signed map.
+fn quantize_at(isa: Isa, xs: &[f32], signed: bool) -> Vec<u8> {
+    let mut out = vec![0u8; xs.len()];
+    // SAFETY: `isa` comes from `levels()`, so the CPU has it; the slices are 16-aligned in length.
+    unsafe {
+        match isa {
+            Isa::Avx512 => q512(xs, &mut out, signed),
+            Isa::Avx2 => q256(xs, &mut out, signed),
+            Isa::Scalar => unreachable!("levels() lists SIMD levels only"),
+        }
+    }
+    out
+}
+
+#[inline(always)]
+unsafe fn q_lanes<S: Lanes>(xs: &[f32], out: &mut [u8], signed: bool) {
+    for i in (0..xs.len()).step_by(S::N) {
+        let x = S::load(xs.as_ptr().add(i));
+        let c = if signed {
+            signed_code::<S>(quantize::<S>(&SIGNED, x), x)
+        } else {
+            quantize::<S>(&UNSIGNED, x)
+        };
+        S::store_u8(out.as_mut_ptr().add(i), c);
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn q512(xs: &[f32], out: &mut [u8], signed: bool) {
+    q_lanes::<super::avx512::Avx512>(xs, out, signed)
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q256(xs: &[f32], out: &mut [u8], signed: bool) {
+    q_lanes::<super::avx2::Avx2>(xs, out, signed)
+}
+
+/// Every float within 64 ulps of every midpoint and code value of both maps (both signs), and
+/// a large random set in [-1, 1] and at tiny magnitudes, plus the special values.
+#[test]
+fn quantizer_matches_scalar_around_every_midpoint() {
+    let mut xs = Vec::new();
+    for q in [&*SIGNED, &*UNSIGNED] {
+        for &a in q.mids[..255].iter().chain(&q.values) {
+            for d in -64i32..=64 {
+                let x = f32::from_bits((a.to_bits() as i32 + d) as u32);
+                xs.extend([x, -x]);
+            }
+        }
+    }
+    let mut rng = Rng(0xDEAD_BEEF_1234_5678);
+    for _ in 0..1_000_000 {
+        xs.push(rng.unit() * 2.0 - 1.0);
+        xs.push(rng.value(1.0));
+    }
+    xs.extend([
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        2.0,
+        -2.0,
+    ]);
+    xs.resize(xs.len().div_ceil(16) * 16, 0.5);
+    for isa in levels() {
+        for signed in [true, false] {
+            let got = quantize_at(isa, &xs, signed);
+            for (&x, &c) in xs.iter().zip(&got) {
+                let want = if signed {
+                    scalar_signed_code(SIGNED.quantize(x), x)
+                } else {
+                    UNSIGNED.quantize(x)
+                };
+                assert_eq!(
+                    c,
+                    want,
+                    "{isa:?} signed={signed} x={x:e} ({:#010x})",
+                    x.to_bits()
+                );
+            }
+        }
+    }
+}
