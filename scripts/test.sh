@@ -10,6 +10,10 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "dependencies"
 scripts/install-deps.sh
+# The CUDA compiler (PyPI wheels, CUDA 13.0): every kernel in csrc/ is compiled on every run,
+# and a kernel that does not compile fails the build instead of silently dropping CUDA.
+scripts/install-nvcc.sh
+export ADAM8BIT_REQUIRE_CUDA=1
 
 step "formatting and lints"
 cargo fmt --check
@@ -25,6 +29,9 @@ ctest --test-dir build -j"$(nproc)" --output-on-failure
 
 step "install, then find_package and pkg-config consumers"
 scripts/test-install.sh build
+
+step "GPU check binary (built here, run on a GPU machine by scripts/gpu_check.sh)"
+cargo build --release --locked --bin adam8bit-gpu-check
 
 step "LibTorch extension against bitsandbytes (CPU)"
 scripts/test-torch.sh
