@@ -14,13 +14,17 @@ if ! "$venv/bin/python" -c "import torch, bitsandbytes" 2>/dev/null; then
   "$venv/bin/pip" install -q torch==2.15.0 bitsandbytes==0.50.2 numpy
 fi
 torch_dir="$("$venv/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
+# The CUDA runtime headers that torch's stream API includes: from the pinned CUDA wheels of
+# scripts/install-nvcc.sh (torch's own wheels lack crt/).
+nvcc="$(scripts/install-nvcc.sh)"
+cuda_inc="$(dirname "$(dirname "$nvcc")")/include"
 abi="$("$venv/bin/python" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')"
 cargo build --release --locked
 out=target/torch
 mkdir -p "$out"
 g++ -std=c++20 -O2 -shared -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -Wall \
-  -I include -I "$torch_dir/include" -I "$torch_dir/include/torch/csrc/api/include" \
+  -I include -I "$torch_dir/include" -I "$torch_dir/include/torch/csrc/api/include" -I "$cuda_inc" \
   examples-c/torch/adam8bit_torch.cpp -o "$out/libadam8bit_torch.so" \
-  -L "$torch_dir/lib" -ltorch_cpu -lc10 -L target/release -ladam8bit \
+  -L "$torch_dir/lib" -ltorch_cpu -lc10 -lc10_cuda -L target/release -ladam8bit \
   -Wl,-rpath,"$torch_dir/lib" -Wl,-rpath,"$PWD/target/release"
 "$venv/bin/python" examples-c/torch/test_against_bnb.py "$out/libadam8bit_torch.so"

@@ -4,6 +4,7 @@
 #include <torch/custom_class.h>
 #include <torch/library.h>
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include <string>
 #include <vector>
@@ -74,9 +75,16 @@ struct Optimizer : torch::CustomClassHolder {
       items[i].param = params[i].data_ptr();
       items[i].grad = grads[i].data_ptr();
     }
-    // CPU tensors take no stream; CUDA handles get torch's current stream so the step is
-    // ordered with the surrounding kernels (needs the build with -DADAM8BIT_TORCH_CUDA).
+    // CPU tensors take no stream; CUDA tensors go on torch's current stream of their device, so
+    // the step is ordered after the backward pass that produced the gradients and before the
+    // next forward pass, without synchronising the host.
     void *stream = nullptr;
+    if (!params.empty() && params[0].is_cuda()) {
+      for (size_t i = 0; i < params.size(); ++i)
+        TORCH_CHECK(params[i].device() == params[0].device() && grads[i].device() == params[0].device(),
+                    "all params and grads of one step must be on one device");
+      stream = c10::cuda::getCurrentCUDAStream(params[0].get_device()).stream();
+    }
     check(bnb_adam8bit_step_many(handle, items.data(), items.size(), stream), "step_many");
   }
 
