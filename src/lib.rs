@@ -40,6 +40,9 @@ pub mod optimizer;
 /// cbindgen:ignore
 pub mod qmap;
 /// cbindgen:ignore
+#[doc(hidden)]
+pub mod rng;
+/// cbindgen:ignore
 pub mod scalars;
 /// cbindgen:ignore
 pub mod state;

@@ -190,15 +190,10 @@ fn with_metadata(bytes: &[u8], edit: impl FnOnce(&mut HashMap<String, String>)) 
     let st = SafeTensors::deserialize(bytes).unwrap();
     let mut meta = metadata(bytes);
     edit(&mut meta);
-    let covered = [
-        "format",
-        "format_version",
-        "library_version",
-        "config",
-        "groups",
-        "params",
-    ];
-    let text: String = covered.iter().map(|k| format!("{}\n", meta[*k])).collect();
+    let text: String = adam8bit::checkpoint::manifest::COVERED
+        .iter()
+        .map(|k| format!("{}\n", meta[*k]))
+        .collect();
     meta.insert(
         "header_crc32".into(),
         format!("{:08x}", crc32(text.as_bytes())),

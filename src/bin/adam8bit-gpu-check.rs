@@ -11,6 +11,7 @@ use adam8bit::ffi::handle::*;
 use adam8bit::ffi::params::*;
 use adam8bit::ffi::state::*;
 use adam8bit::ffi::types::*;
+use adam8bit::rng::Rng;
 use cudarc::driver::{result, sys};
 
 fn message() -> String {
@@ -29,22 +30,6 @@ fn check(status: bnb_status_t, what: &str) -> Result<(), String> {
 
 fn cu<T>(r: Result<T, result::DriverError>, what: &str) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn normal(&mut self) -> f32 {
-        (0..12)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
-            .sum::<f32>()
-            - 6.0
-    }
 }
 
 fn encode(xs: &[f32], dtype: bnb_dtype_t) -> Vec<u8> {
@@ -173,8 +158,9 @@ fn run_case(c: &Case, rng: &mut Rng) -> Result<(), String> {
         for &n in &c.sizes {
             let mut g: Vec<f32> = (0..n).map(|_| rng.normal() * 1e-2).collect();
             for _ in 0..(n / 5000) {
-                let i = (rng.next() % n) as usize;
-                g[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0][(rng.next() % 4) as usize];
+                let i = (rng.next_u64() % n) as usize;
+                g[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0]
+                    [(rng.next_u64() % 4) as usize];
             }
             grads.push(encode(&g, c.dtype));
         }

@@ -56,7 +56,7 @@ fn path_from_name(name: &str) -> Option<Path> {
 }
 
 /// The keys whose values the header checksum covers, in order.
-const COVERED: [&str; 6] = [
+pub const COVERED: [&str; 6] = [
     "format",
     "format_version",
     "library_version",

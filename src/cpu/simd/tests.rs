@@ -10,31 +10,26 @@ use super::{Isa, Lanes};
 use crate::config::Hyper;
 use crate::cpu::kernels::{blockwise_at, blockwise_scalar, fp32_update_at, fp32_update_scalar};
 use crate::qmap::{signed_code as scalar_signed_code, SIGNED, UNSIGNED};
+use crate::rng::Rng;
 use crate::scalars::StepScalars;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
+/// Test inputs on top of the project's generator.
+trait Inputs {
     /// Mostly ordinary values, sometimes an edge case.
+    fn value(&mut self, scale: f32) -> f32;
+}
+
+impl Inputs for Rng {
     fn value(&mut self, scale: f32) -> f32 {
-        match self.next() % 64 {
+        match self.next_u64() % 64 {
             0 => f32::NAN,
             1 => f32::INFINITY,
             2 => f32::NEG_INFINITY,
             3 => 0.0,
             4 => -0.0,
-            5 => f32::from_bits(1 + (self.next() as u32 & 0x7F_FFFF)),
+            5 => f32::from_bits(1 + (self.next_u64() as u32 & 0x7F_FFFF)),
             6 => 3e38,
-            _ => (self.unit() * 2.0 - 1.0) * scale * 10f32.powf(-6.0 * self.unit()),
+            _ => (self.uniform() * 2.0 - 1.0) * scale * 10f32.powf(-6.0 * self.uniform()),
         }
     }
 }
@@ -53,14 +48,14 @@ fn scalars(rng: &mut Rng) -> StepScalars {
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
-        weight_decay: if rng.next().is_multiple_of(2) {
+        weight_decay: if rng.next_u64().is_multiple_of(2) {
             0.0
         } else {
             0.01
         },
     };
-    let mut k = StepScalars::new(1e-3, &h, 1 + rng.next() % 50);
-    if rng.next().is_multiple_of(3) {
+    let mut k = StepScalars::new(1e-3, &h, 1 + rng.next_u64() % 50);
+    if rng.next_u64().is_multiple_of(3) {
         k.gnorm_scale = 0.37;
     }
     k
@@ -75,8 +70,8 @@ fn check_dtype<P: VecElement>(bits: fn(P) -> u32) {
             let k = scalars(&mut rng);
             let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
             let mut g: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1e-2))).collect();
-            let mut s1: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-            let mut s2: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let mut s1: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
+            let mut s2: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
             let mut a1: Vec<f32> = (0..blocks).map(|_| rng.value(1e-3).abs()).collect();
             let mut a2: Vec<f32> = (0..blocks).map(|_| rng.value(1e-6).abs()).collect();
             if blocks > 2 {
@@ -222,7 +217,7 @@ fn quantizer_matches_scalar_around_every_midpoint() {
     }
     let mut rng = Rng(0xDEAD_BEEF_1234_5678);
     for _ in 0..1_000_000 {
-        xs.push(rng.unit() * 2.0 - 1.0);
+        xs.push(rng.uniform() * 2.0 - 1.0);
         xs.push(rng.value(1.0));
     }
     xs.extend([
