@@ -322,11 +322,9 @@ mod tests {
 
     #[test]
     fn table_quantizer_equals_binary_search_on_random_inputs() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::rng::Rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..2_000_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             // uniform in [-1, 1], and log-uniform magnitudes down to 1e-12
             let u = (state >> 40) as f32 / (1u64 << 24) as f32;
             let e = ((state >> 8) & 0xFFFF) as f32 / 65536.0;

@@ -99,12 +99,9 @@ impl Tensor {
         } else {
             numel.div_ceil(2)
         };
-        let mut x = 0x9E37_79B9u32;
+        let mut rng = adam8bit::rng::Rng(0x9E37_79B9);
         let mut word = |scale: f32| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let f = ((x >> 8) as f32 / (1 << 24) as f32 - 0.5) * scale;
+            let f = (rng.uniform() - 0.5) * scale;
             if dtype == BNB_DTYPE_F32 {
                 f.to_bits()
             } else {
