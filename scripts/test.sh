@@ -22,6 +22,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "Rust tests"
 cargo test --locked
 
+step "SIMD quantizer route against the exact quantizer on every float in [-2, 2] (release)"
+cargo test --release --locked --lib qmap::linear
+
 step "C and C++ programs (ctest)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"

@@ -66,6 +66,19 @@ unsafe impl Lanes for Avx2 {
         _mm256_i32gather_epi32::<4>(table.cast(), idx)
     }
     #[inline(always)]
+    unsafe fn lookup16(table: *const f32, idx: __m256i) -> __m256 {
+        let low = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table), idx);
+        let high = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.add(8)), idx);
+        // blendv reads each lane's sign bit: index bit 3 moved there.
+        _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
+    }
+    #[inline(always)]
+    unsafe fn lookup32(table: *const f32, idx: __m256i) -> __m256 {
+        let low = Self::lookup16(table, idx);
+        let high = Self::lookup16(table.add(16), idx);
+        _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32::<27>(idx)))
+    }
+    #[inline(always)]
     unsafe fn gather_bytes(table: *const u8, idx: __m256i) -> __m256i {
         _mm256_i32gather_epi32::<1>(table.cast(), idx)
     }
@@ -102,6 +115,10 @@ unsafe impl Lanes for Avx2 {
         _mm256_add_epi32(a, b)
     }
     #[inline(always)]
+    unsafe fn sub_i(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_sub_epi32(a, b)
+    }
+    #[inline(always)]
     unsafe fn and_i(a: __m256i, b: __m256i) -> __m256i {
         _mm256_and_si256(a, b)
     }
@@ -128,6 +145,16 @@ unsafe impl Lanes for Avx2 {
     #[inline(always)]
     unsafe fn max_s(a: __m256i, b: __m256i) -> __m256i {
         _mm256_max_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min_s(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_min_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn lt_u(a: __m256i, b: __m256i) -> __m256i {
+        // Flipping the sign bits turns the unsigned order into the signed one.
+        let flip = _mm256_set1_epi32(i32::MIN);
+        _mm256_cmpgt_epi32(_mm256_xor_si256(b, flip), _mm256_xor_si256(a, flip))
     }
     #[inline(always)]
     unsafe fn gt(a: __m256, b: __m256) -> __m256i {

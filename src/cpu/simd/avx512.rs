@@ -51,6 +51,34 @@ unsafe impl Lanes for Avx512 {
         _mm512_i32gather_epi32::<4>(idx, table.cast())
     }
     #[inline(always)]
+    unsafe fn lookup256(table: *const f32, idx: __m512i) -> __m512 {
+        // Eight 32-entry permutes, then a blend tree on index bits 5, 6 and 7.
+        let row = |j: usize| {
+            _mm512_permutex2var_ps(
+                _mm512_load_ps(table.add(32 * j)),
+                idx,
+                _mm512_load_ps(table.add(32 * j + 16)),
+            )
+        };
+        let bit = |b: i32| _mm512_test_epi32_mask(idx, _mm512_set1_epi32(b));
+        let (b5, b6, b7) = (bit(32), bit(64), bit(128));
+        let q0 = _mm512_mask_blend_ps(b5, row(0), row(1));
+        let q1 = _mm512_mask_blend_ps(b5, row(2), row(3));
+        let q2 = _mm512_mask_blend_ps(b5, row(4), row(5));
+        let q3 = _mm512_mask_blend_ps(b5, row(6), row(7));
+        let h0 = _mm512_mask_blend_ps(b6, q0, q1);
+        let h1 = _mm512_mask_blend_ps(b6, q2, q3);
+        _mm512_mask_blend_ps(b7, h0, h1)
+    }
+    #[inline(always)]
+    unsafe fn lookup16(table: *const f32, idx: __m512i) -> __m512 {
+        _mm512_permutexvar_ps(idx, _mm512_loadu_ps(table))
+    }
+    #[inline(always)]
+    unsafe fn lookup32(table: *const f32, idx: __m512i) -> __m512 {
+        _mm512_permutex2var_ps(_mm512_loadu_ps(table), idx, _mm512_loadu_ps(table.add(16)))
+    }
+    #[inline(always)]
     unsafe fn gather_bytes(table: *const u8, idx: __m512i) -> __m512i {
         _mm512_i32gather_epi32::<1>(idx, table.cast())
     }
@@ -87,6 +115,10 @@ unsafe impl Lanes for Avx512 {
         _mm512_add_epi32(a, b)
     }
     #[inline(always)]
+    unsafe fn sub_i(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_sub_epi32(a, b)
+    }
+    #[inline(always)]
     unsafe fn and_i(a: __m512i, b: __m512i) -> __m512i {
         _mm512_and_si512(a, b)
     }
@@ -113,6 +145,14 @@ unsafe impl Lanes for Avx512 {
     #[inline(always)]
     unsafe fn max_s(a: __m512i, b: __m512i) -> __m512i {
         _mm512_max_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min_s(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_min_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn lt_u(a: __m512i, b: __m512i) -> __mmask16 {
+        _mm512_cmplt_epu32_mask(a, b)
     }
     #[inline(always)]
     unsafe fn gt(a: __m512, b: __m512) -> __mmask16 {

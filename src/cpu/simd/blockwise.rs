@@ -2,9 +2,15 @@
 //! and `math::codes` lane by lane, in their operation order. Two sweeps per 256-element block,
 //! the second over the block's m and v kept in a stack buffer (L1), so the arrays themselves
 //! are read and written once.
+//!
+//! Requantization takes the linear route (`Qmap::quantize_linear`) on `m * fl(1/absmax)`, a
+//! multiply instead of rule 1's division: the route's answer holds for every input within
+//! `SLACK_ULPS` of its own, and `fl(m * fl(1/a))` is within 2 ulps of `fl(m / a)` whenever
+//! `fl(1/a)` is finite (or `a` is 0: both are NaN then). A vector with any unsure lane is
+//! redone exactly (true division, bucket quantizer), so the codes are rule 1's, bit for bit.
 
 use super::element::VecElement;
-use super::quantize::{quantize, signed_code};
+use super::quantize::{quantize, quantize_linear, signed_code};
 use super::{Isa, Lanes};
 use crate::config::BLOCKSIZE;
 use crate::qmap::{Qmap, SIGNED, UNSIGNED};
@@ -65,13 +71,13 @@ struct Args<P> {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
 unsafe fn avx512<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     blocks::<super::avx512::Avx512, P>(a, k)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
 unsafe fn avx2<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     blocks::<super::avx2::Avx2, P>(a, k)
 }
@@ -131,8 +137,8 @@ unsafe fn block<S: Lanes, P: VecElement>(
         let (_, gf) = P::load::<S>(g.add(i));
         let finite = S::finite(gf);
         let gam = S::mul(gf, gnorm);
-        let q2 = S::as_f(S::gather(unsigned.values.as_ptr(), S::load_u8(s2.add(i))));
-        let q1 = S::as_f(S::gather(signed.values.as_ptr(), S::load_u8(s1.add(i))));
+        let q2 = S::lookup256(unsigned.values.as_ptr(), S::load_u8(s2.add(i)));
+        let q1 = S::lookup256(signed.values.as_ptr(), S::load_u8(s1.add(i)));
         let v = S::add(
             S::mul(S::mul(q2, old2), beta2),
             S::mul(S::mul(om2, gam), gam),
@@ -155,13 +161,31 @@ unsafe fn block<S: Lanes, P: VecElement>(
     let (new1, new2) = (S::hmax(acc1), S::hmax(acc2));
     *a1 = new1;
     *a2 = new2;
-    let (new1, new2) = (S::splat(new1), S::splat(new2));
+    let (r1, r2) = (1.0 / new1, 1.0 / new2);
+    let linear = match (&signed.linear, &unsigned.linear) {
+        (Some(l1), Some(l2))
+            if (r1.is_finite() || new1 == 0.0) && (r2.is_finite() || new2 == 0.0) =>
+        {
+            Some((l1, l2))
+        }
+        _ => None,
+    };
+    let (new1, new2, r1, r2) = (S::splat(new1), S::splat(new2), S::splat(r1), S::splat(r2));
     for i in (0..BLOCK).step_by(S::N) {
         let m = S::load(m_buf.as_ptr().add(i));
         let v = S::load(v_buf.as_ptr().add(i));
-        let c1 = signed_code::<S>(quantize::<S>(signed, S::div(m, new1)), m);
-        let c2 = quantize::<S>(unsigned, S::div(v, new2));
-        S::store_u8(s1.add(i), c1);
+        let fast = linear.and_then(|(l1, l2)| {
+            let (c1, unsure1) = quantize_linear::<S>(signed, l1, S::mul(m, r1));
+            let (c2, unsure2) = quantize_linear::<S>(unsigned, l2, S::mul(v, r2));
+            (S::count(S::or_m(unsure1, unsure2)) == 0).then_some((c1, c2))
+        });
+        let (c1, c2) = fast.unwrap_or_else(|| {
+            (
+                quantize::<S>(signed, S::div(m, new1)),
+                quantize::<S>(unsigned, S::div(v, new2)),
+            )
+        });
+        S::store_u8(s1.add(i), signed_code::<S>(c1, m));
         S::store_u8(s2.add(i), c2);
     }
     BLOCK as u32 - finite_lanes

@@ -58,13 +58,13 @@ pub fn fp32<P: VecElement>(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
 unsafe fn avx512<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     sweep::<super::avx512::Avx512, P>(a, k)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
 unsafe fn avx2<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     sweep::<super::avx2::Avx2, P>(a, k)
 }

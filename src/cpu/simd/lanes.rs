@@ -28,6 +28,14 @@ pub unsafe trait Lanes: Copy {
     unsafe fn store_u16(p: *mut u16, x: Self::I);
     /// `table[idx]` per lane.
     unsafe fn gather(table: *const f32, idx: Self::I) -> Self::I;
+    /// `table[idx]` per lane for a 256-entry table (64-byte aligned) and `idx` in 0..=255.
+    /// Gathers by default; an ISA with wide register permutes overrides it.
+    unsafe fn lookup256(table: *const f32, idx: Self::I) -> Self::F {
+        Self::as_f(Self::gather(table, idx))
+    }
+    /// `table[idx]` per lane for 16- and 32-entry tables (indices in range), by permutes.
+    unsafe fn lookup16(table: *const f32, idx: Self::I) -> Self::F;
+    unsafe fn lookup32(table: *const f32, idx: Self::I) -> Self::F;
     /// The 4 bytes at `table + idx` per lane, as a little-endian u32 (the caller keeps 3
     /// readable bytes after the last index).
     unsafe fn gather_bytes(table: *const u8, idx: Self::I) -> Self::I;
@@ -47,6 +55,7 @@ pub unsafe trait Lanes: Copy {
     unsafe fn as_i(a: Self::F) -> Self::I;
     unsafe fn as_f(a: Self::I) -> Self::F;
     unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I;
+    unsafe fn sub_i(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn and_i(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn or_i(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn srl<const K: u32>(a: Self::I) -> Self::I;
@@ -54,6 +63,7 @@ pub unsafe trait Lanes: Copy {
     unsafe fn sra<const K: u32>(a: Self::I) -> Self::I;
     unsafe fn min_u(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn max_s(a: Self::I, b: Self::I) -> Self::I;
+    unsafe fn min_s(a: Self::I, b: Self::I) -> Self::I;
 
     unsafe fn gt(a: Self::F, b: Self::F) -> Self::M;
     unsafe fn eq(a: Self::F, b: Self::F) -> Self::M;
@@ -61,6 +71,8 @@ pub unsafe trait Lanes: Copy {
     unsafe fn finite(a: Self::F) -> Self::M;
     unsafe fn gt_i(a: Self::I, b: Self::I) -> Self::M;
     unsafe fn eq_i(a: Self::I, b: Self::I) -> Self::M;
+    /// `a < b` as unsigned 32-bit integers.
+    unsafe fn lt_u(a: Self::I, b: Self::I) -> Self::M;
     unsafe fn and_m(a: Self::M, b: Self::M) -> Self::M;
     unsafe fn or_m(a: Self::M, b: Self::M) -> Self::M;
     unsafe fn xor_m(a: Self::M, b: Self::M) -> Self::M;

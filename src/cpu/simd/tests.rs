@@ -5,7 +5,7 @@
 use half::{bf16, f16};
 
 use super::element::VecElement;
-use super::quantize::{quantize, signed_code};
+use super::quantize::{quantize, quantize_linear, signed_code};
 use super::{Isa, Lanes};
 use crate::config::Hyper;
 use crate::cpu::kernels::{blockwise_at, blockwise_scalar, fp32_update_at, fp32_update_scalar};
@@ -164,46 +164,57 @@ fn fp32_path_matches_scalar_for_every_dtype() {
     check_fp32_path::<bf16>(|x| x.to_bits() as u32);
 }
 
-/// Quantizes `xs` (a multiple of 16 long) at `isa` with the sign rule applied against `m = x`
-/// for the signed map.
-fn quantize_at(isa: Isa, xs: &[f32], signed: bool) -> Vec<u8> {
-    let mut out = vec![0u8; xs.len()];
+/// Quantizes `xs` (a multiple of 16 long) at `isa` both ways: the exact quantizer with the sign
+/// rule applied against `m = x` for the signed map, and the linear route (`None` where unsure).
+fn quantize_at(isa: Isa, xs: &[f32], signed: bool) -> Vec<(u8, Option<u8>)> {
+    let mut exact = vec![0u8; xs.len()];
+    let mut linear = vec![0u8; xs.len()];
+    let mut unsure = vec![0u8; xs.len()];
+    let out = (&mut exact[..], &mut linear[..], &mut unsure[..]);
     // SAFETY: `isa` comes from `levels()`, so the CPU has it; the slices are 16-aligned in length.
     unsafe {
         match isa {
-            Isa::Avx512 => q512(xs, &mut out, signed),
-            Isa::Avx2 => q256(xs, &mut out, signed),
+            Isa::Avx512 => q512(xs, out, signed),
+            Isa::Avx2 => q256(xs, out, signed),
             Isa::Scalar => unreachable!("levels() lists SIMD levels only"),
         }
     }
-    out
+    (0..xs.len())
+        .map(|i| (exact[i], (unsure[i] == 0).then_some(linear[i])))
+        .collect()
 }
 
+type Outputs<'a> = (&'a mut [u8], &'a mut [u8], &'a mut [u8]);
+
 #[inline(always)]
-unsafe fn q_lanes<S: Lanes>(xs: &[f32], out: &mut [u8], signed: bool) {
+unsafe fn q_lanes<S: Lanes>(xs: &[f32], (exact, linear, unsure): Outputs, signed: bool) {
+    let q = if signed { &*SIGNED } else { &*UNSIGNED };
+    let lin = q.linear.as_ref().expect("the linear tables build");
     for i in (0..xs.len()).step_by(S::N) {
         let x = S::load(xs.as_ptr().add(i));
-        let c = if signed {
-            signed_code::<S>(quantize::<S>(&SIGNED, x), x)
-        } else {
-            quantize::<S>(&UNSIGNED, x)
-        };
-        S::store_u8(out.as_mut_ptr().add(i), c);
+        let c = quantize::<S>(q, x);
+        let c = if signed { signed_code::<S>(c, x) } else { c };
+        S::store_u8(exact.as_mut_ptr().add(i), c);
+        let (c, not_sure) = quantize_linear::<S>(q, lin, x);
+        S::store_u8(linear.as_mut_ptr().add(i), c);
+        let flags = S::select_i(not_sure, S::splat_i(1), S::splat_i(0));
+        S::store_u8(unsure.as_mut_ptr().add(i), flags);
     }
 }
 
-#[target_feature(enable = "avx512f")]
-unsafe fn q512(xs: &[f32], out: &mut [u8], signed: bool) {
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
+unsafe fn q512(xs: &[f32], out: Outputs, signed: bool) {
     q_lanes::<super::avx512::Avx512>(xs, out, signed)
 }
 
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn q256(xs: &[f32], out: &mut [u8], signed: bool) {
+#[target_feature(enable = "avx2,f16c,popcnt")]
+unsafe fn q256(xs: &[f32], out: Outputs, signed: bool) {
     q_lanes::<super::avx2::Avx2>(xs, out, signed)
 }
 
-/// Every float within 64 ulps of every midpoint and code value of both maps (both signs), and
-/// a large random set in [-1, 1] and at tiny magnitudes, plus the special values.
+/// Both quantizers lane for lane against their scalar forms: every float within 64 ulps of
+/// every midpoint and code value of both maps (both signs), a large random set in [-1, 1] and
+/// at tiny magnitudes, plus the special values.
 #[test]
 fn quantizer_matches_scalar_around_every_midpoint() {
     let mut xs = Vec::new();
@@ -234,17 +245,22 @@ fn quantizer_matches_scalar_around_every_midpoint() {
     for isa in levels() {
         for signed in [true, false] {
             let got = quantize_at(isa, &xs, signed);
-            for (&x, &c) in xs.iter().zip(&got) {
+            let q = if signed { &*SIGNED } else { &*UNSIGNED };
+            for (&x, &(exact, linear)) in xs.iter().zip(&got) {
                 let want = if signed {
-                    scalar_signed_code(SIGNED.quantize(x), x)
+                    scalar_signed_code(q.quantize(x), x)
                 } else {
-                    UNSIGNED.quantize(x)
+                    q.quantize(x)
                 };
+                let bits = x.to_bits();
                 assert_eq!(
-                    c,
-                    want,
-                    "{isa:?} signed={signed} x={x:e} ({:#010x})",
-                    x.to_bits()
+                    exact, want,
+                    "exact, {isa:?} signed={signed} x={x:e} ({bits:#x})"
+                );
+                let route = q.quantize_linear(x);
+                assert_eq!(
+                    linear, route,
+                    "linear, {isa:?} signed={signed} x={x:e} ({bits:#x})"
                 );
             }
         }

@@ -13,6 +13,10 @@
 
 use std::sync::LazyLock;
 
+mod linear;
+
+pub use linear::{Linear, BINADE_BIAS, FRAC_BITS, ONE_BITS, SLACK_ULPS};
+
 /// Signed map (`qmap1`, first moment): IEEE-754 binary32 bit patterns; 0.0 at index 127.
 pub const SIGNED_BITS: [u32; 256] = [
     0xbf7e3333, 0xbf7a999a, 0xbf770000, 0xbf736666, 0xbf6fcccd, 0xbf6c3333, 0xbf68999a, 0xbf650000,
@@ -95,7 +99,9 @@ const KEY_HI: u32 = KEY_HI_BITS >> KEY_SHIFT;
 /// Buckets per sign.
 pub const BUCKETS: usize = (KEY_HI - KEY_LO + 1) as usize;
 
-/// One map with everything its quantizer needs.
+/// One map with everything its quantizers need. `align(64)`: the SIMD kernels load `values`
+/// as 16 cache-line rows.
+#[repr(C, align(64))]
 pub struct Qmap {
     /// The 256 code values, ascending.
     pub values: [f32; 256],
@@ -104,10 +110,15 @@ pub struct Qmap {
     /// Per sign (positive buckets first), how many midpoints lie below the bucket; then 3
     /// zero bytes so that a SIMD gather may read 4 bytes at any bucket index.
     pub below: Vec<u8>,
+    /// The signed map (negative half mirrors the positive one) or the unsigned one.
+    pub signed: bool,
+    /// The permute-friendly quantizer of the SIMD kernels (`None`: every lane takes the exact
+    /// route; never the case for the Appendix A maps, which the tests check).
+    pub linear: Option<Linear>,
 }
 
-pub static SIGNED: LazyLock<Qmap> = LazyLock::new(|| Qmap::build(&SIGNED_BITS));
-pub static UNSIGNED: LazyLock<Qmap> = LazyLock::new(|| Qmap::build(&UNSIGNED_BITS));
+pub static SIGNED: LazyLock<Qmap> = LazyLock::new(|| Qmap::build(&SIGNED_BITS, true));
+pub static UNSIGNED: LazyLock<Qmap> = LazyLock::new(|| Qmap::build(&UNSIGNED_BITS, false));
 
 /// The index of `x`'s bucket in [`Qmap::below`].
 #[inline(always)]
@@ -118,7 +129,7 @@ pub fn bucket(x: f32) -> usize {
 }
 
 impl Qmap {
-    fn build(bits: &[u32; 256]) -> Qmap {
+    fn build(bits: &[u32; 256], signed: bool) -> Qmap {
         let values = bits.map(f32::from_bits);
         let mut mids = [f32::NAN; 256];
         for k in 0..255 {
@@ -134,11 +145,37 @@ impl Qmap {
             debug_assert!(count + 1 >= 255 || real_mids[count + 1] > highest);
             *slot = count.min(255) as u8;
         }
-        Qmap {
+        let mut q = Qmap {
             values,
             mids,
             below,
-        }
+            signed,
+            linear: None,
+        };
+        q.linear = Linear::build(&q);
+        q
+    }
+
+    /// `Some(self.quantize(x))`, or `None` where the linear route is not sure; and the same
+    /// answer for any input within [`SLACK_ULPS`] of `x`. The SIMD kernels mirror this lane by
+    /// lane.
+    #[inline(always)]
+    pub fn quantize_linear(&self, x: f32) -> Option<u8> {
+        let (code, sure) = self
+            .linear
+            .as_ref()?
+            .magnitude_code(x.to_bits() & 0x7FFF_FFFF);
+        let code = match (self.signed, x.is_sign_negative()) {
+            // The negative half mirrors codes 127..=254 onto 127..=0; beyond the last positive
+            // midpoint (code 255) the lowest code 0 is the nearest.
+            (true, true) => (254 - code).max(0),
+            (true, false) => code,
+            // No midpoint of the unsigned map lies below +0.0.
+            (false, _) if x > 0.0 => code,
+            (false, _) => 0,
+        };
+        let code = if x.is_nan() { 0 } else { code };
+        sure.then_some(code as u8)
     }
 
     /// The exact nearest code of `x` (ties to the even index, NaN to 0).

@@ -1,0 +1,331 @@
+//! A table-free route to the nearest code for the SIMD kernels, exact where it answers and
+//! honest where it cannot: it says "not sure" and the caller asks [`Qmap::quantize`].
+//!
+//! Why: on the CPUs this library targets, a 16-lane gather costs ~27 cycles (microcode
+//! mitigations for gather data sampling), and the bucket quantizer needs two per state per 16
+//! elements. Here every lookup is a register permute into tables of at most 32 entries.
+//!
+//! How: both maps are built decade by decade from `linspace`, so inside one decade the
+//! midpoints are evenly spaced to about 1e-5 of their spacing. A *segment* is the run of codes
+//! between two decade boundaries; in it the position `P(x) = x*alpha + beta` puts the k-th
+//! midpoint within a few hundred-thousandths of the integer `k+1`, and `floor(P)` clamped to the
+//! segment's codes is the number of midpoints below `x`. The kernels compute
+//! `y = fl(fl(|x| * alpha') + beta')` with `alpha' = alpha/256`, `beta' = 1 + beta/256`, so that
+//! for `y` in [1, 2) the bits of `y` above bit 15 are `floor(P)` and the 15 bits below are its
+//! fraction. The segment comes from `|x|`'s binade (a 32-entry table: the segment at the
+//! binade's bottom and the one decade boundary inside it, checked to be at most one).
+//!
+//! Exactness, and the "not sure" lanes: `y` is monotone in `x` within a segment, so if `y` is
+//! farther from every integer boundary than the largest distance at which any midpoint's own
+//! `y` lies (measured when the tables are built), `floor(P)` counts the midpoints below `x`
+//! exactly, and no tie is possible. The margin also absorbs an input up to [`SLACK_ULPS`] away
+//! from the true `x` (the kernels multiply by `fl(1/absmax)` instead of dividing), and lanes
+//! within that many ulps of a decade boundary are "not sure" too. `build` checks every
+//! assumption on the actual constants and returns `None` if one fails (then every lane is
+//! "not sure"); the tests check the answers against [`Qmap::quantize`] for every float in
+//! [0, 2] and its neighbourhood.
+
+use super::Qmap;
+
+/// `|x|` lies in binade `clamp(biased exponent - BINADE_BIAS, 0, 31)`: binade 31 is [1, 2) (and
+/// everything larger, infinity and NaN), binade 0 everything below 2^-30, zero included.
+pub const BINADE_BIAS: i32 = 96;
+/// How many ulps an input may be from the `x` whose code is wanted.
+pub const SLACK_ULPS: i32 = 3;
+/// The bits of 1.0f32: `y`'s bits minus this, shifted right by [`FRAC_BITS`], are `floor(P)`.
+pub const ONE_BITS: i32 = 0x3F80_0000;
+pub const FRAC_BITS: u32 = 15;
+const FRAC_MASK: i32 = (1 << FRAC_BITS) - 1;
+/// Thresholds must be at least this many ulps inside their binade, so that an input near a
+/// threshold always looks it up in the same binade.
+const EDGE_ULPS: u32 = 64;
+
+/// The tables of one map. `align(64)` so that each 16-entry row is one cache line.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    /// Per binade: the decade boundary (a midpoint) inside it, or +inf.
+    pub threshold: [f32; 32],
+    /// Per binade: the segment of its lowest float, as `u32` lane values.
+    pub segment: [u32; 32],
+    /// Per segment: `alpha' = alpha/256`, `beta' = 1 + beta/256`.
+    pub alpha: [f32; 16],
+    pub beta: [f32; 16],
+    /// Per segment: its lowest code, and its highest code shifted left by 16.
+    pub bounds: [u32; 16],
+    /// `y` bits within this distance of an integer boundary are "not sure".
+    pub guard: i32,
+}
+
+impl Linear {
+    /// The code of `|x|` (given as bits with the sign cleared) for the positive half of the
+    /// map, and whether it is sure. The SIMD kernels compute exactly these operations per lane.
+    #[inline(always)]
+    pub fn magnitude_code(&self, mag: u32) -> (i32, bool) {
+        let binade = ((mag >> 23) as i32 - BINADE_BIAS).clamp(0, 31) as usize;
+        let ax = f32::from_bits(mag);
+        let t = self.threshold[binade];
+        let seg = self.segment[binade] as usize + (ax > t) as usize;
+        let y = (ax * self.alpha[seg]) + self.beta[seg];
+        let yb = (y.to_bits() as i32).wrapping_sub(ONE_BITS);
+        let lo = (self.bounds[seg] & 0xFFFF) as i32;
+        let hi = (self.bounds[seg] >> 16) as i32;
+        let code = (yb >> FRAC_BITS).max(lo).min(hi);
+        let near_boundary = (yb.wrapping_add(self.guard) & FRAC_MASK) < 2 * self.guard;
+        let near_threshold = ((mag as i32).wrapping_sub(t.to_bits() as i32) + SLACK_ULPS) as u32
+            <= 2 * SLACK_ULPS as u32;
+        (code, !(near_boundary || near_threshold))
+    }
+
+    /// Builds and checks the tables of `q`, or `None` when one of the properties the exactness
+    /// argument needs does not hold for these constants.
+    pub fn build(q: &Qmap) -> Option<Linear> {
+        let mids = &q.mids[..255];
+        // Midpoints below +0.0: all of the signed map's negative half, none of the unsigned.
+        let first = mids.iter().take_while(|&&m| m < 0.0).count();
+        if q.signed {
+            // The negative half must mirror the positive one for `Qmap::quantize_linear`.
+            let mirrored = (0..first).all(|k| mids[k] == -mids[2 * first - 1 - k]);
+            if first != 127 || !mirrored {
+                return None;
+            }
+        } else if first != 0 {
+            return None;
+        }
+        // Decade boundaries: the midpoints between codes of different decades.
+        let decade = |v: f32| -> i32 {
+            match v {
+                v if v <= 0.0 => i32::MIN,
+                v if v >= 1.0 => i32::MAX,
+                v => (v as f64).log10().floor() as i32,
+            }
+        };
+        let thresholds: Vec<usize> = (first..255)
+            .filter(|&k| decade(q.values[k]) != decade(q.values[k + 1]))
+            .collect();
+        let segments = thresholds.len() + 1;
+        if segments > 16 {
+            return None;
+        }
+        let mut lin = Linear {
+            threshold: [f32::INFINITY; 32],
+            segment: [0; 32],
+            alpha: [0.0; 16],
+            beta: [0.0; 16],
+            bounds: [0; 16],
+            guard: 0,
+        };
+        for j in 0..segments {
+            let lo = if j == 0 { first } else { thresholds[j - 1] + 1 };
+            let hi = thresholds.get(j).copied().unwrap_or(255);
+            let floor = if j == 0 {
+                0.0
+            } else {
+                mids[thresholds[j - 1]] as f64
+            };
+            let top = if j + 1 == segments {
+                2.0
+            } else {
+                mids[hi] as f64
+            };
+            // Interior midpoints lo..hi sit at positions k + 1.
+            let (alpha, beta) = fit(&mids[lo..hi], lo, floor);
+            lin.alpha[j] = (alpha / 256.0) as f32;
+            lin.beta[j] = (1.0 + beta / 256.0) as f32;
+            lin.bounds[j] = lo as u32 | (hi as u32) << 16;
+            // How far a midpoint's own `y` lies from its boundary.
+            let mut worst = 0i64;
+            for (k, &m) in mids.iter().enumerate().take(hi).skip(lo) {
+                let y = (m * lin.alpha[j]) + lin.beta[j];
+                let boundary = ONE_BITS as i64 + (((k + 1) as i64) << FRAC_BITS);
+                worst = worst.max((y.to_bits() as i64 - boundary).abs());
+            }
+            // An input SLACK ulps off moves `x*alpha'` by at most SLACK * x*alpha' ulps of y,
+            // plus one rounding of the product and one of the sum (each up to 2 ulps of y
+            // while the product stays below 4).
+            let span = top * lin.alpha[j] as f64;
+            if span >= 4.0 {
+                return None;
+            }
+            let perturbation = (SLACK_ULPS as f64 * span).ceil() as i64 + 4;
+            lin.guard = lin.guard.max((worst + perturbation + 1) as i32);
+        }
+        for b in 0..32 {
+            let bottom = if b == 0 {
+                0.0
+            } else {
+                f32::from_bits(((b as i32 + BINADE_BIAS) as u32) << 23)
+            };
+            let above =
+                |t: f32| b == 31 || t < f32::from_bits(((b as i32 + BINADE_BIAS + 1) as u32) << 23);
+            let inside: Vec<f32> = thresholds
+                .iter()
+                .map(|&k| mids[k])
+                .filter(|&t| t >= bottom && above(t))
+                .collect();
+            if inside.len() > 1 {
+                return None;
+            }
+            if let Some(&t) = inside.first() {
+                let from_bottom = t.to_bits() - bottom.to_bits();
+                let to_top =
+                    (((b as i32 + BINADE_BIAS + 1) as u32) << 23).saturating_sub(t.to_bits());
+                if from_bottom < EDGE_ULPS || to_top < EDGE_ULPS {
+                    return None;
+                }
+                lin.threshold[b] = t;
+            }
+            lin.segment[b] = thresholds.iter().filter(|&&k| mids[k] < bottom).count() as u32;
+        }
+        if lin.guard >= 1 << (FRAC_BITS - 2) {
+            return None;
+        }
+        Some(lin)
+    }
+}
+
+/// `(alpha, beta)` with `P(m) = m*alpha + beta` near `lo + i + 1` for the i-th of `interior`.
+/// Without interior midpoints any line inside the segment's single code will do; with one, a
+/// line through it that stays above `lo` down to the segment's floor.
+fn fit(interior: &[f32], lo: usize, floor: f64) -> (f64, f64) {
+    let target = |i: usize| (lo + i + 1) as f64;
+    match interior {
+        [] => (0.0, lo as f64 + 0.5),
+        [m] => {
+            let alpha = 0.8 / (*m as f64 - floor);
+            (alpha, target(0) - alpha * *m as f64)
+        }
+        _ => {
+            let n = interior.len() as f64;
+            let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
+            for (i, &m) in interior.iter().enumerate() {
+                let (x, y) = (m as f64, target(i));
+                sx += x;
+                sy += y;
+                sxx += x * x;
+                sxy += x * y;
+            }
+            let alpha = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+            (alpha, (sy - alpha * sx) / n)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Qmap, SIGNED, UNSIGNED};
+    use super::*;
+    use rayon::prelude::*;
+
+    fn maps() -> [&'static Qmap; 2] {
+        [&SIGNED, &UNSIGNED]
+    }
+
+    /// Checks every float with bits in `[start, end)` of the sign `negative`: where the linear
+    /// route is sure, the exact quantizer gives its code to every float within SLACK_ULPS.
+    fn check_range(q: &Qmap, negative: bool, start: u32, end: u32) -> u64 {
+        let s = SLACK_ULPS as u32;
+        let sign = if negative { 0x8000_0000 } else { 0 };
+        let lo = start.saturating_sub(s);
+        let exact: Vec<u8> = (lo..end + s)
+            .map(|b| q.quantize(f32::from_bits(b | sign)))
+            .collect();
+        let mut unsure = 0;
+        for b in start..end {
+            let x = f32::from_bits(b | sign);
+            match q.quantize_linear(x) {
+                None => unsure += 1,
+                Some(c) => {
+                    let at = (b - lo) as usize;
+                    let window = &exact[at.saturating_sub(s as usize)..=at + s as usize];
+                    assert!(
+                        window.iter().all(|&e| e == c),
+                        "signed={} x={x:e} ({:#010x}): linear {c}, exact {window:?}",
+                        q.signed,
+                        x.to_bits()
+                    );
+                }
+            }
+        }
+        unsure
+    }
+
+    #[test]
+    fn tables_build_for_both_maps() {
+        for q in maps() {
+            let lin = q
+                .linear
+                .as_ref()
+                .expect("the Appendix A maps satisfy every check");
+            assert!(lin.guard > 0 && lin.guard < 64, "guard {}", lin.guard);
+        }
+    }
+
+    /// Every float in [-2, 2] in a release build (`scripts/test.sh` runs it so); a debug build
+    /// takes every 4099th float plus 512 floats around every midpoint and binade edge.
+    #[test]
+    fn linear_route_is_exact_wherever_it_is_sure() {
+        const CHUNK: u32 = 1 << 20;
+        let top = 2.0f32.to_bits() + 1;
+        for q in maps() {
+            for negative in [false, true] {
+                let unsure: u64 = if cfg!(debug_assertions) {
+                    let mut starts: Vec<u32> = (0..top).step_by(4099).collect();
+                    let anchors = q.mids[..255].iter().map(|m| m.abs().to_bits());
+                    let edges = (0..=128u32).map(|e| e << 23);
+                    for a in anchors.chain(edges) {
+                        starts.extend((a.saturating_sub(256)..a + 256).filter(|&b| b < top));
+                    }
+                    starts
+                        .par_iter()
+                        .map(|&b| check_range(q, negative, b, b + 1))
+                        .sum()
+                } else {
+                    (0..top.div_ceil(CHUNK))
+                        .into_par_iter()
+                        .map(|i| check_range(q, negative, i * CHUNK, ((i + 1) * CHUNK).min(top)))
+                        .sum()
+                };
+                assert!(
+                    unsure > 0,
+                    "the near-midpoint lanes must take the exact route"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn few_inputs_need_the_exact_route() {
+        let mut rng = crate::rng::Rng(7);
+        for q in maps() {
+            let n = 1_000_000;
+            let unsure = (0..n)
+                .filter(|_| q.quantize_linear(rng.uniform()).is_none())
+                .count();
+            assert!(
+                unsure * 1000 < n,
+                "{unsure} of {n} uniform inputs are unsure"
+            );
+        }
+    }
+
+    #[test]
+    fn special_inputs() {
+        for q in maps() {
+            for x in [
+                f32::NAN,
+                -f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                0.0,
+                -0.0,
+                1.0,
+                -1.0,
+            ] {
+                if let Some(c) = q.quantize_linear(x) {
+                    assert_eq!(c, q.quantize(x), "signed={} x={x}", q.signed);
+                }
+            }
+        }
+    }
+}
