@@ -9,7 +9,8 @@
 //! midpoints are evenly spaced to about 1e-5 of their spacing. A *segment* is the run of codes
 //! between two decade boundaries; in it the position `P(x) = x*alpha + beta` puts the k-th
 //! midpoint within a few hundred-thousandths of the integer `k+1`, and `floor(P)` clamped to the
-//! segment's codes is the number of midpoints below `x`. The kernels compute
+//! segment's highest code is the number of midpoints below `x` (the line stays above the
+//! segment's lowest code, which `build` checks). The kernels compute
 //! `y = fl(fl(|x| * alpha') + beta')` with `alpha' = alpha/256`, `beta' = 1 + beta/256`, so that
 //! for `y` in [1, 2) the bits of `y` above bit 15 are `floor(P)` and the 15 bits below are its
 //! fraction. The segment comes from `|x|`'s binade (a 32-entry table: the segment at the
@@ -48,11 +49,10 @@ pub struct Linear {
     pub threshold: [f32; 32],
     /// Per binade: the segment of its lowest float, as `u32` lane values.
     pub segment: [u32; 32],
-    /// Per segment: `alpha' = alpha/256`, `beta' = 1 + beta/256`.
+    /// Per segment: `alpha' = alpha/256`, `beta' = 1 + beta/256`, and its highest code.
     pub alpha: [f32; 16],
     pub beta: [f32; 16],
-    /// Per segment: its lowest code, and its highest code shifted left by 16.
-    pub bounds: [u32; 16],
+    pub hi: [u32; 16],
     /// `y` bits within this distance of an integer boundary are "not sure".
     pub guard: i32,
 }
@@ -68,9 +68,7 @@ impl Linear {
         let seg = self.segment[binade] as usize + (ax > t) as usize;
         let y = (ax * self.alpha[seg]) + self.beta[seg];
         let yb = (y.to_bits() as i32).wrapping_sub(ONE_BITS);
-        let lo = (self.bounds[seg] & 0xFFFF) as i32;
-        let hi = (self.bounds[seg] >> 16) as i32;
-        let code = (yb >> FRAC_BITS).max(lo).min(hi);
+        let code = (yb >> FRAC_BITS).min(self.hi[seg] as i32);
         let near_boundary = (yb.wrapping_add(self.guard) & FRAC_MASK) < 2 * self.guard;
         let near_threshold = ((mag as i32).wrapping_sub(t.to_bits() as i32) + SLACK_ULPS) as u32
             <= 2 * SLACK_ULPS as u32;
@@ -112,27 +110,34 @@ impl Linear {
             segment: [0; 32],
             alpha: [0.0; 16],
             beta: [0.0; 16],
-            bounds: [0; 16],
+            hi: [0; 16],
             guard: 0,
         };
         for j in 0..segments {
             let lo = if j == 0 { first } else { thresholds[j - 1] + 1 };
             let hi = thresholds.get(j).copied().unwrap_or(255);
-            let floor = if j == 0 {
-                0.0
-            } else {
-                mids[thresholds[j - 1]] as f64
-            };
+            let floor = if j == 0 { 0.0 } else { mids[thresholds[j - 1]] };
             let top = if j + 1 == segments {
                 2.0
             } else {
                 mids[hi] as f64
             };
             // Interior midpoints lo..hi sit at positions k + 1.
-            let (alpha, beta) = fit(&mids[lo..hi], lo, floor);
+            let (alpha, beta) = fit(&mids[lo..hi], lo, floor as f64);
             lin.alpha[j] = (alpha / 256.0) as f32;
             lin.beta[j] = (1.0 + beta / 256.0) as f32;
-            lin.bounds[j] = lo as u32 | (hi as u32) << 16;
+            lin.hi[j] = hi as u32;
+            // The lowest code needs no clamp: `y` just above the segment's floor already
+            // reaches it, and `y` only grows from there.
+            let floor_up = if j == 0 {
+                0.0
+            } else {
+                f32::from_bits(floor.to_bits() + 1)
+            };
+            let y_floor = (floor_up * lin.alpha[j]) + lin.beta[j];
+            if (y_floor.to_bits() as i32 - ONE_BITS) >> FRAC_BITS < lo as i32 {
+                return None;
+            }
             // How far a midpoint's own `y` lies from its boundary.
             let mut worst = 0i64;
             for (k, &m) in mids.iter().enumerate().take(hi).skip(lo) {

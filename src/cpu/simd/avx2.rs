@@ -119,6 +119,11 @@ unsafe impl Lanes for Avx2 {
         _mm256_sub_epi32(a, b)
     }
     #[inline(always)]
+    unsafe fn sat_sub_u16(a: __m256i, b: __m256i) -> __m256i {
+        // The high halves are 0 - 0: a 16-bit saturating subtract is the 32-bit one.
+        _mm256_subs_epu16(a, b)
+    }
+    #[inline(always)]
     unsafe fn and_i(a: __m256i, b: __m256i) -> __m256i {
         _mm256_and_si256(a, b)
     }

@@ -119,6 +119,11 @@ unsafe impl Lanes for Avx512 {
         _mm512_sub_epi32(a, b)
     }
     #[inline(always)]
+    unsafe fn sat_sub_u16(a: __m512i, b: __m512i) -> __m512i {
+        // The high halves are 0 - 0: a 16-bit saturating subtract is the 32-bit one.
+        _mm512_subs_epu16(a, b)
+    }
+    #[inline(always)]
     unsafe fn and_i(a: __m512i, b: __m512i) -> __m512i {
         _mm512_and_si512(a, b)
     }

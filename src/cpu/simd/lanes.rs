@@ -56,6 +56,8 @@ pub unsafe trait Lanes: Copy {
     unsafe fn as_f(a: Self::I) -> Self::F;
     unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn sub_i(a: Self::I, b: Self::I) -> Self::I;
+    /// `max(a - b, 0)` for lanes below 2^16.
+    unsafe fn sat_sub_u16(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn and_i(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn or_i(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn srl<const K: u32>(a: Self::I) -> Self::I;

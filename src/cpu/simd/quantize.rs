@@ -48,7 +48,7 @@ pub unsafe fn quantize_linear<S: Lanes>(q: &Qmap, lin: &Linear, x: S::F) -> (S::
     let mag = S::and_i(bits, S::splat_i(0x7FFF_FFFF));
     let ax = S::as_f(mag);
     let binade = S::min_s(
-        S::max_s(S::add_i(S::srl::<23>(mag), S::splat_i(-BINADE_BIAS)), zero),
+        S::sat_sub_u16(S::srl::<23>(mag), S::splat_i(BINADE_BIAS)),
         S::splat_i(31),
     );
     let t = S::lookup32(lin.threshold.as_ptr(), binade);
@@ -59,10 +59,8 @@ pub unsafe fn quantize_linear<S: Lanes>(q: &Qmap, lin: &Linear, x: S::F) -> (S::
         S::lookup16(lin.beta.as_ptr(), seg),
     );
     let yb = S::add_i(S::as_i(y), S::splat_i(-ONE_BITS));
-    let bounds = S::as_i(S::lookup16(lin.bounds.as_ptr().cast(), seg));
-    let lo = S::and_i(bounds, S::splat_i(0xFFFF));
-    let hi = S::srl::<16>(bounds);
-    let code = S::min_s(S::max_s(S::sra::<FRAC_BITS>(yb), lo), hi);
+    let hi = S::as_i(S::lookup16(lin.hi.as_ptr().cast(), seg));
+    let code = S::min_s(S::sra::<FRAC_BITS>(yb), hi);
     let guard = S::splat_i(lin.guard);
     let frac = S::and_i(S::add_i(yb, guard), S::splat_i((1 << FRAC_BITS) - 1));
     let near_boundary = S::lt_u(frac, S::splat_i(2 * lin.guard));
