@@ -2,7 +2,6 @@
 //! that `bnb_last_error_message()` returns.
 
 use std::cell::RefCell;
-use std::ffi::CString;
 
 pub use crate::ffi::types::{
     bnb_status_t as Status, BNB_ERR_CORRUPT, BNB_ERR_CUDA, BNB_ERR_INVALID_ARGUMENT, BNB_ERR_IO,
@@ -72,20 +71,28 @@ pub fn try_vec<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
 }
 
 thread_local! {
-    static LAST_MESSAGE: RefCell<CString> = RefCell::new(CString::default());
+    /// The message's bytes and a terminating NUL; empty until the first message. The buffer is
+    /// rewritten in place, so a successful call (empty message) allocates nothing.
+    static LAST_MESSAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Records `message` as this thread's last error message (interior NULs become spaces).
 pub fn set_last_message(message: &str) {
-    let clean: Vec<u8> = message
-        .bytes()
-        .map(|b| if b == 0 { b' ' } else { b })
-        .collect();
-    let text = CString::new(clean).unwrap_or_default();
-    LAST_MESSAGE.with(|m| *m.borrow_mut() = text);
+    LAST_MESSAGE.with(|m| {
+        let mut m = m.borrow_mut();
+        if message.is_empty() && m.is_empty() {
+            return;
+        }
+        m.clear();
+        m.extend(message.bytes().map(|b| if b == 0 { b' ' } else { b }));
+        m.push(0);
+    })
 }
 
 /// Pointer to this thread's last message; valid until the next library call on this thread.
 pub fn last_message_ptr() -> *const std::ffi::c_char {
-    LAST_MESSAGE.with(|m| m.borrow().as_ptr())
+    LAST_MESSAGE.with(|m| match m.borrow().as_slice() {
+        [] => c"".as_ptr(),
+        bytes => bytes.as_ptr().cast(),
+    })
 }

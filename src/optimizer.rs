@@ -69,7 +69,9 @@ pub struct ParamInfo {
 }
 
 /// One entry of a step: a registered parameter, its data and its gradient (both `numel`
-/// elements of the parameter's dtype).
+/// elements of the parameter's dtype). `repr(C)` with the layout of the ABI's
+/// `bnb_step_item_t`, so that the ABI layer can pass a caller's array without copying it.
+#[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct StepItem {
     pub id: u32,
@@ -86,6 +88,16 @@ pub struct Optimizer {
     /// The device of a CUDA handle. Declared after `params` so that their device state is freed
     /// before the context is released.
     cuda: Option<cuda::Backend>,
+    /// Buffers a step reuses, so that repeated steps allocate nothing.
+    scratch: StepScratch,
+}
+
+#[derive(Default)]
+struct StepScratch {
+    cpu: cpu::Scratch,
+    /// `check_items`: which ids an item list names, and its buffers' address ranges.
+    seen: Vec<bool>,
+    ranges: Vec<(usize, usize, &'static str, u32)>,
 }
 
 impl Optimizer {
@@ -104,6 +116,7 @@ impl Optimizer {
             params: Vec::new(),
             group_lr: BTreeMap::new(),
             cuda,
+            scratch: StepScratch::default(),
         })
     }
 
@@ -346,47 +359,53 @@ impl Optimizer {
 
     /// One optimizer step for every item: all checked first, then one sweep.
     pub fn step(&mut self, items: &[StepItem], stream: *mut std::ffi::c_void) -> Result<()> {
-        self.check_items(items)?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.step_with(items, stream, &mut scratch);
+        scratch.cpu.jobs.clear();
+        self.scratch = scratch;
+        result
+    }
+
+    fn step_with(
+        &mut self,
+        items: &[StepItem],
+        stream: *mut std::ffi::c_void,
+        scratch: &mut StepScratch,
+    ) -> Result<()> {
+        self.check_items(items, scratch)?;
         if self.cuda.is_some() {
             return self.step_cuda(items, stream);
         }
-        let mut item_of: Vec<Option<&StepItem>> = vec![None; self.params.len()];
-        for it in items {
-            item_of[it.id as usize] = Some(it);
-        }
-        let lrs: Vec<f64> = self.params.iter().map(|p| self.param_lr(p)).collect();
         let cfg = self.cfg;
-        let mut stepped: Vec<&mut Param> = Vec::with_capacity(items.len());
-        let mut jobs: Vec<cpu::Job<'_>> = Vec::with_capacity(items.len());
-        for ((p, it), lr) in self.params.iter_mut().zip(&item_of).zip(lrs) {
-            let Some(it) = it else { continue };
-            let Storage::Host(state) = &mut p.state else {
+        let jobs = &mut scratch.cpu.jobs;
+        jobs.clear();
+        for it in items {
+            let p = &self.params[it.id as usize];
+            let t = p.step + 1;
+            let scalars = StepScalars::new(self.param_lr(p), &p.hyper, t);
+            let (dtype, numel) = (p.dtype, p.numel as usize);
+            let Storage::Host(state) = &mut self.params[it.id as usize].state else {
                 return Err(Error::Panic("a CPU handle holds device state".into()));
             };
-            let t = p.step + 1;
             jobs.push(cpu::Job {
-                dtype: p.dtype,
-                numel: p.numel as usize,
+                dtype,
+                numel,
                 param: it.param,
                 grad: it.grad,
                 state,
-                scalars: StepScalars::new(lr, &p.hyper, t),
+                scalars,
                 t,
                 percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
                 max_unorm: cfg.max_unorm,
                 skip_zeros: cfg.skip_zeros,
             });
         }
-        // SAFETY: check_items verified non-null, aligned, non-overlapping buffers; that they
+        // SAFETY: check_items verified non-null, aligned, non-overlapping buffers and distinct
+        // ids (so distinct states, which `self` holds mutably for the call); that the buffers
         // hold numel elements is the caller's contract (documented in the header).
-        let outcomes = unsafe { cpu::step(&mut jobs)? };
-        drop(jobs);
-        for (p, it) in self.params.iter_mut().zip(&item_of) {
-            if it.is_some() {
-                stepped.push(p);
-            }
-        }
-        for (p, o) in stepped.into_iter().zip(outcomes) {
+        let outcomes = unsafe { cpu::step(&mut scratch.cpu)? };
+        for (it, o) in items.iter().zip(outcomes) {
+            let p = &mut self.params[it.id as usize];
             p.step += 1;
             p.nonfinite = o.nonfinite;
             p.gnorm_scale = o.gnorm_scale;
@@ -429,10 +448,11 @@ impl Optimizer {
         Ok(())
     }
 
-    fn check_items(&self, items: &[StepItem]) -> Result<()> {
-        let mut seen = vec![false; self.params.len()];
-        let mut ranges: Vec<(usize, usize, &'static str, u32)> =
-            Vec::with_capacity(items.len() * 2);
+    fn check_items(&self, items: &[StepItem], scratch: &mut StepScratch) -> Result<()> {
+        let StepScratch { seen, ranges, .. } = scratch;
+        seen.clear();
+        seen.resize(self.params.len(), false);
+        ranges.clear();
         for (i, it) in items.iter().enumerate() {
             let p = self.param(it.id)?;
             if std::mem::replace(&mut seen[it.id as usize], true) {

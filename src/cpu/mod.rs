@@ -68,13 +68,15 @@ pub fn num_threads() -> Result<usize> {
     Ok(pool()?.current_num_threads())
 }
 
-/// One parameter's share of a step, as the optimizer hands it over.
-pub struct Job<'a> {
+/// One parameter's share of a step, as the optimizer hands it over. `state` points into the
+/// handle, which the step borrows mutably for its whole duration; the raw pointer lets the
+/// job list live in the handle's [`Scratch`] between steps.
+pub struct Job {
     pub dtype: Dtype,
     pub numel: usize,
     pub param: *mut u8,
     pub grad: *const u8,
-    pub state: &'a mut HostState,
+    pub state: *mut HostState,
     pub scalars: StepScalars,
     pub t: u64,
     /// `Some(percentile)` when percentile clipping is on.
@@ -83,6 +85,26 @@ pub struct Job<'a> {
     pub max_unorm: f64,
     pub skip_zeros: bool,
 }
+
+/// Everything a step needs besides the arrays, kept by the handle so that a step of the same
+/// shape as the last one allocates nothing: the job list, per-job views and sums, per-chunk
+/// results.
+#[derive(Default)]
+pub struct Scratch {
+    pub jobs: Vec<Job>,
+    outcomes: Vec<Outcome>,
+    views: Vec<View>,
+    /// `first_chunk[j]` is job j's first chunk; one more entry for the total.
+    first_chunk: Vec<usize>,
+    partials: Vec<Partial>,
+    sums: Vec<Partial>,
+    counts: Vec<u64>,
+}
+
+// SAFETY: the raw pointers in `jobs` and `views` are only dereferenced during a step, which
+// holds the handle (and so the scratch) mutably; between steps they are dead values.
+unsafe impl Send for Scratch {}
+unsafe impl Sync for Scratch {}
 
 /// What a step reports per parameter.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -96,6 +118,8 @@ pub struct Outcome {
 #[derive(Clone, Copy)]
 struct View {
     dtype: Dtype,
+    numel: usize,
+    clipped: bool,
     param: *mut u8,
     grad: *const u8,
     moments: MomentPtrs,
@@ -138,18 +162,45 @@ struct Task {
     end: usize,
 }
 
-/// Runs `f` on every task in parallel; results come back in task order.
-fn run<T: Send>(pool: &rayon::ThreadPool, tasks: &[Task], f: impl Fn(&Task) -> T + Sync) -> Vec<T> {
-    pool.install(|| tasks.par_iter().map(&f).collect())
+/// Chunk `c` of the step: its job and element range.
+fn task(first_chunk: &[usize], views: &[View], c: usize) -> Task {
+    let job = first_chunk.partition_point(|&f| f <= c) - 1;
+    let start = (c - first_chunk[job]) * CHUNK;
+    Task {
+        job,
+        start,
+        end: (start + CHUNK).min(views[job].numel),
+    }
 }
 
-/// Per-job merge of task results, in task order (deterministic).
-fn combine(jobs: usize, tasks: &[Task], parts: &[Partial]) -> Vec<Partial> {
-    let mut out = vec![Partial::default(); jobs];
-    for (t, p) in tasks.iter().zip(parts) {
-        out[t.job] = out[t.job].merge(*p);
+/// `f` of every chunk, in chunk order, into `out` (whose allocation is reused); on the pool's
+/// workers when called inside `install`.
+fn run<T: Send>(
+    first_chunk: &[usize],
+    views: &[View],
+    out: &mut Vec<T>,
+    f: impl Fn(&View, &Task) -> T + Sync,
+) {
+    let chunks = *first_chunk.last().unwrap_or(&0);
+    (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let t = task(first_chunk, views, c);
+            f(&views[t.job], &t)
+        })
+        .collect_into_vec(out)
+}
+
+/// Per-job merge of chunk partials, in chunk order (f64 sums depend on the order).
+fn combine(first_chunk: &[usize], parts: &[Partial], sums: &mut Vec<Partial>) {
+    sums.clear();
+    for w in first_chunk.windows(2) {
+        sums.push(
+            parts[w[0]..w[1]]
+                .iter()
+                .fold(Partial::default(), |acc, p| acc.merge(*p)),
+        );
     }
-    out
 }
 
 macro_rules! with_element {
@@ -238,60 +289,77 @@ fn grad_task(v: &View, task: &Task) -> Partial {
 /// # Safety
 /// Each job's `param` and `grad` must point to `numel` elements of `dtype`, stay valid for the
 /// call, and not overlap any other job's buffers or each other.
-pub unsafe fn step(jobs: &mut [Job<'_>]) -> Result<Vec<Outcome>> {
-    let pool = pool()?;
-    let mut views: Vec<View> = jobs.iter_mut().map(view).collect();
-    let tasks: Vec<Task> = jobs
-        .iter()
-        .enumerate()
-        .flat_map(|(j, job)| {
-            (0..job.numel.div_ceil(CHUNK)).map(move |c| Task {
-                job: j,
-                start: c * CHUNK,
-                end: ((c + 1) * CHUNK).min(job.numel),
-            })
-        })
-        .collect();
-    let mut outcomes = vec![
+/// Runs one step for `scratch.jobs` and returns each job's outcome, in job order.
+///
+/// # Safety
+/// Every job's pointers must be valid for its `numel` elements (and its state for the call),
+/// and no two jobs may share memory.
+pub unsafe fn step(scratch: &mut Scratch) -> Result<&[Outcome]> {
+    // One entry into the pool per step: every phase's parallel sweep runs inside it.
+    pool()?.install(|| sweep(scratch));
+    Ok(&scratch.outcomes)
+}
+
+/// The phases of [`step`], on a worker of the pool.
+unsafe fn sweep(scratch: &mut Scratch) {
+    let Scratch {
+        jobs,
+        outcomes,
+        views,
+        first_chunk,
+        partials,
+        sums,
+        counts,
+    } = scratch;
+    views.clear();
+    views.extend(jobs.iter().map(|j| view(j)));
+    first_chunk.clear();
+    first_chunk.push(0);
+    for job in jobs.iter() {
+        first_chunk.push(first_chunk[first_chunk.len() - 1] + job.numel.div_ceil(CHUNK));
+    }
+    outcomes.clear();
+    outcomes.resize(
+        jobs.len(),
         Outcome {
             nonfinite: 0,
-            gnorm_scale: 1.0
-        };
-        jobs.len()
-    ];
+            gnorm_scale: 1.0,
+        },
+    );
 
-    // Phase 1: percentile clipping's gradient norms, then each clipped job's gradient scale.
-    let clipped: Vec<Task> = tasks
-        .iter()
-        .copied()
-        .filter(|t| jobs[t.job].percentile.is_some())
-        .collect();
-    if !clipped.is_empty() {
-        let parts = run(&pool, &clipped, |t| grad_task(&views[t.job], t));
-        let norms = combine(jobs.len(), &clipped, &parts);
+    if jobs.iter().any(|j| j.percentile.is_some()) {
+        run(first_chunk, views, partials, |v, t| {
+            if v.clipped {
+                grad_task(v, t)
+            } else {
+                Partial::default()
+            }
+        });
+        combine(first_chunk, partials, sums);
         for (j, job) in jobs.iter_mut().enumerate() {
-            if let (Some(pct), Some(history)) = (job.percentile, job.state.gnorm_vec.as_deref_mut())
-            {
-                let scale = percentile_scale(history, norms[j].grad_sq as f32, job.t, pct);
+            let state = &mut *job.state;
+            if let (Some(pct), Some(history)) = (job.percentile, state.gnorm_vec.as_deref_mut()) {
+                let scale = percentile_scale(history, sums[j].grad_sq as f32, job.t, pct);
                 views[j].k.gnorm_scale = scale;
                 outcomes[j].gnorm_scale = scale;
             }
         }
     }
 
-    // Phase 2: tensor-wide reductions (non-blockwise maxes; max_unorm's norms).
-    let reduced: Vec<Task> = tasks
-        .iter()
-        .copied()
-        .filter(|t| match views[t.job].moments {
-            MomentPtrs::Dynamic { .. } => true,
-            MomentPtrs::Fp32 { .. } => views[t.job].with_unorm,
-            MomentPtrs::Blockwise { .. } => false,
-        })
-        .collect();
-    if !reduced.is_empty() {
-        let parts = run(&pool, &reduced, |t| reduce_task(&views[t.job], t));
-        let sums = combine(jobs.len(), &reduced, &parts);
+    let reduces = |v: &View| match v.moments {
+        MomentPtrs::Dynamic { .. } => true,
+        MomentPtrs::Fp32 { .. } => v.with_unorm,
+        MomentPtrs::Blockwise { .. } => false,
+    };
+    if views.iter().any(reduces) {
+        run(first_chunk, views, partials, |v, t| {
+            if reduces(v) {
+                reduce_task(v, t)
+            } else {
+                Partial::default()
+            }
+        });
+        combine(first_chunk, partials, sums);
         for (j, job) in jobs.iter_mut().enumerate() {
             let v = &mut views[j];
             if let MomentPtrs::Dynamic { .. } = v.moments {
@@ -301,26 +369,26 @@ pub unsafe fn step(jobs: &mut [Job<'_>]) -> Result<Vec<Outcome>> {
                 let unorm = sums[j].unorm as f32;
                 let scale = update_scale(unorm, sums[j].param_sq, job.max_unorm);
                 v.step_size = scale * v.k.step_size;
-                job.state.unorm_vec = Some(unorm);
+                (*job.state).unorm_vec = Some(unorm);
             }
         }
     }
 
-    // Phase 3: the update itself.
-    let counts = run(&pool, &tasks, |t| update_task(&views[t.job], t));
-    for (t, c) in tasks.iter().zip(counts) {
-        outcomes[t.job].nonfinite += c;
+    run(first_chunk, views, counts, update_task);
+    for (j, w) in first_chunk.windows(2).enumerate() {
+        outcomes[j].nonfinite = counts[w[0]..w[1]].iter().sum();
     }
-    for (job, v) in jobs.iter_mut().zip(&views) {
-        if let Moments::Dynamic8 { max1, max2, .. } = &mut job.state.moments {
+    for (job, v) in jobs.iter_mut().zip(views.iter()) {
+        if let Moments::Dynamic8 { max1, max2, .. } = &mut (*job.state).moments {
             (*max1, *max2) = v.new;
         }
     }
-    Ok(outcomes)
 }
 
-fn view(job: &mut Job<'_>) -> View {
-    let (moments, old) = match &mut job.state.moments {
+/// # Safety
+/// `job.state` must be valid and not otherwise borrowed.
+unsafe fn view(job: &Job) -> View {
+    let (moments, old) = match &mut (*job.state).moments {
         Moments::Blockwise8 {
             state1,
             state2,
@@ -357,6 +425,8 @@ fn view(job: &mut Job<'_>) -> View {
     };
     View {
         dtype: job.dtype,
+        numel: job.numel,
+        clipped: job.percentile.is_some(),
         param: job.param,
         grad: job.grad,
         moments,

@@ -188,14 +188,18 @@ pub unsafe extern "C" fn bnb_adam8bit_step_many(
         if opt.device() == crate::optimizer::Device::Cpu && !stream.is_null() {
             invalid!("stream must be NULL on a CPU handle");
         }
-        let items: Vec<StepItem> = items
-            .iter()
-            .map(|it| StepItem {
-                id: it.id,
-                param: it.param.cast(),
-                grad: it.grad.cast(),
-            })
-            .collect();
-        opt.step(&items, stream)
+        // Same layout (checked at compile time below): a view, not a copy, so that a step
+        // allocates nothing.
+        let items = std::slice::from_raw_parts(items.as_ptr().cast::<StepItem>(), items.len());
+        opt.step(items, stream)
     })
 }
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<StepItem>() == size_of::<bnb_step_item_t>());
+    assert!(align_of::<StepItem>() == align_of::<bnb_step_item_t>());
+    assert!(offset_of!(StepItem, id) == offset_of!(bnb_step_item_t, id));
+    assert!(offset_of!(StepItem, param) == offset_of!(bnb_step_item_t, param));
+    assert!(offset_of!(StepItem, grad) == offset_of!(bnb_step_item_t, grad));
+};

@@ -1,0 +1,128 @@
+//! Issue 7: a CPU step allocates nothing once the handle has seen a step of the same shape.
+//! A counting global allocator watches the whole process while steps run on the library's
+//! worker pool (blockwise 8-bit fp32 and bf16, the 32-bit path, the non-blockwise path with
+//! percentile clipping and max_unorm).
+//!
+//! The one allocation left is rayon's: each step enters the worker pool once, and the pool's
+//! queue for jobs from outside grows in 63-job blocks, so one small block is allocated about
+//! every 63 steps. Anything the library allocated per step would show up 200 times here.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use adam8bit::ffi::handle::*;
+use adam8bit::ffi::params::*;
+use adam8bit::ffi::types::*;
+
+mod common;
+use common::{ok, Handle};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Tensor {
+    id: u32,
+    param: Vec<u32>,
+    grad: Vec<u32>,
+}
+
+fn tensors(h: &Handle, shapes: &[(u64, bnb_dtype_t)]) -> Vec<Tensor> {
+    let mut rng = adam8bit::rng::Rng(11);
+    shapes
+        .iter()
+        .map(|&(numel, dtype)| {
+            let words = if dtype == BNB_DTYPE_F32 {
+                numel
+            } else {
+                numel.div_ceil(2)
+            };
+            // Small values in both halves of each word, finite for every dtype.
+            let mut word = || 0x3C00_3C00 ^ (rng.next_u64() as u32 & 0x00FF_00FF);
+            Tensor {
+                id: h.add(numel, dtype),
+                param: (0..words).map(|_| word()).collect(),
+                grad: (0..words).map(|_| word()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Allocations during `STEPS` steps after warm-up steps.
+const STEPS: u64 = 200;
+/// rayon's injector blocks: one per 63 pool entries, plus one for where the count starts.
+const RAYON_BLOCKS: u64 = STEPS / 63 + 1;
+
+fn allocations(cfg: &bnb_adam8bit_config_t, shapes: &[(u64, bnb_dtype_t)]) -> u64 {
+    let h = Handle::new(cfg);
+    let mut ts = tensors(&h, shapes);
+    let items: Vec<bnb_step_item_t> = ts
+        .iter_mut()
+        .map(|t| bnb_step_item_t {
+            id: t.id,
+            param: t.param.as_mut_ptr().cast(),
+            grad: t.grad.as_ptr().cast(),
+        })
+        .collect();
+    let step = || {
+        // SAFETY: every item points at its tensor's live buffers of the registered size.
+        ok(unsafe { bnb_adam8bit_step_many(h.0, items.as_ptr(), items.len(), null_mut()) })
+    };
+    for _ in 0..3 {
+        step();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..STEPS {
+        step();
+    }
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn steps_allocate_nothing() {
+    // One worker pool for the whole test binary: two threads, started before counting.
+    ok(bnb_set_num_threads(2));
+    let mixed = [
+        (1 << 20, BNB_DTYPE_F32),
+        (300_001, BNB_DTYPE_BF16),
+        (70_000, BNB_DTYPE_F16),
+        (1000, BNB_DTYPE_F32),
+    ];
+    let mut blockwise = bnb_adam8bit_config_default();
+    blockwise.min_8bit_size = 4096;
+    blockwise.weight_decay = 0.01;
+    let n = allocations(&blockwise, &mixed);
+    assert!(
+        n <= RAYON_BLOCKS,
+        "blockwise + 32-bit: {n} allocations in {STEPS} steps"
+    );
+
+    let mut dynamic = blockwise;
+    dynamic.block_wise = false;
+    dynamic.percentile_clipping = 95;
+    dynamic.max_unorm = 1.0;
+    let n = allocations(&dynamic, &mixed);
+    assert!(
+        n <= RAYON_BLOCKS,
+        "non-blockwise, clipping, max_unorm: {n} in {STEPS} steps"
+    );
+}
