@@ -13,6 +13,10 @@ if ! "$venv/bin/python" -c "import torch, bitsandbytes" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q torch==2.15.0 bitsandbytes==0.50.2 numpy
 fi
+# safetensors: docs/checkpoint.md's loader into bitsandbytes is run by the test.
+if ! "$venv/bin/python" -c "import safetensors" 2>/dev/null; then
+  "$venv/bin/pip" install -q safetensors==0.8.0
+fi
 torch_dir="$("$venv/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
 # The CUDA runtime headers that torch's stream API includes: from the pinned CUDA wheels of
 # scripts/install-nvcc.sh (torch's own wheels lack crt/).
