@@ -20,11 +20,13 @@
 //! farther from every integer boundary than the largest distance at which any midpoint's own
 //! `y` lies (measured when the tables are built), `floor(P)` counts the midpoints below `x`
 //! exactly, and no tie is possible. The margin also absorbs an input up to [`SLACK_ULPS`] away
-//! from the true `x` (the kernels multiply by `fl(1/absmax)` instead of dividing), and lanes
-//! within that many ulps of a decade boundary are "not sure" too. `build` checks every
+//! from the true `x` (the kernels multiply by `fl(1/absmax)` instead of dividing). Inputs within
+//! that many ulps of a decade boundary are served by the neighbouring segment whose position at
+//! the boundary is an integer, so the same near-integer test marks them "not sure" (the segment
+//! change is selected a few ulps past the boundary on the other side). `build` checks every
 //! assumption on the actual constants and returns `None` if one fails (then every lane is
 //! "not sure"); the tests check the answers against [`Qmap::quantize`] for every float in
-//! [0, 2] and its neighbourhood.
+//! [-2, 2] and its neighbourhood.
 
 use super::Qmap;
 
@@ -45,7 +47,8 @@ const EDGE_ULPS: u32 = 64;
 #[repr(C, align(64))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
-    /// Per binade: the decade boundary (a midpoint) inside it, or +inf.
+    /// Per binade: where the segment above the decade boundary inside it starts to be used
+    /// (the boundary moved `SLACK_ULPS` to one side, see `build`), or +inf.
     pub threshold: [f32; 32],
     /// Per binade: the segment of its lowest float, as `u32` lane values.
     pub segment: [u32; 32],
@@ -70,9 +73,7 @@ impl Linear {
         let yb = (y.to_bits() as i32).wrapping_sub(ONE_BITS);
         let code = (yb >> FRAC_BITS).min(self.hi[seg] as i32);
         let near_boundary = (yb.wrapping_add(self.guard) & FRAC_MASK) < 2 * self.guard;
-        let near_threshold = ((mag as i32).wrapping_sub(t.to_bits() as i32) + SLACK_ULPS) as u32
-            <= 2 * SLACK_ULPS as u32;
-        (code, !(near_boundary || near_threshold))
+        (code, !near_boundary)
     }
 
     /// Builds and checks the tables of `q`, or `None` when one of the properties the exactness
@@ -105,6 +106,7 @@ impl Linear {
         if segments > 16 {
             return None;
         }
+        let boundary_at = |j: usize| mids[thresholds[j]];
         let mut lin = Linear {
             threshold: [f32::INFINITY; 32],
             segment: [0; 32],
@@ -113,47 +115,70 @@ impl Linear {
             hi: [0; 16],
             guard: 0,
         };
+        let y = |lin: &Linear, j: usize, x: f32| (x * lin.alpha[j]) + lin.beta[j];
+        // Distance in bits from `y` to the nearest integer position.
+        let off_integer = |y: f32| {
+            let frac = (y.to_bits() as i64 - ONE_BITS as i64) & FRAC_MASK as i64;
+            frac.min((1 << FRAC_BITS) - frac)
+        };
+        // What each condition needs from the guard, and each segment's perturbation.
+        let mut needs = Vec::new();
+        let mut perturbation = [0i64; 16];
         for j in 0..segments {
             let lo = if j == 0 { first } else { thresholds[j - 1] + 1 };
             let hi = thresholds.get(j).copied().unwrap_or(255);
-            let floor = if j == 0 { 0.0 } else { mids[thresholds[j - 1]] };
-            let top = if j + 1 == segments {
-                2.0
-            } else {
-                mids[hi] as f64
-            };
-            // Interior midpoints lo..hi sit at positions k + 1.
-            let (alpha, beta) = fit(&mids[lo..hi], lo, floor as f64);
+            let floor = (j > 0).then(|| boundary_at(j - 1));
+            let ceiling = (j + 1 < segments).then(|| boundary_at(j));
+            let (alpha, beta) = fit(&mids[lo..hi], lo, floor, ceiling);
             lin.alpha[j] = (alpha / 256.0) as f32;
             lin.beta[j] = (1.0 + beta / 256.0) as f32;
             lin.hi[j] = hi as u32;
-            // The lowest code needs no clamp: `y` just above the segment's floor already
-            // reaches it, and `y` only grows from there.
-            let floor_up = if j == 0 {
-                0.0
-            } else {
-                f32::from_bits(floor.to_bits() + 1)
-            };
-            let y_floor = (floor_up * lin.alpha[j]) + lin.beta[j];
-            if (y_floor.to_bits() as i32 - ONE_BITS) >> FRAC_BITS < lo as i32 {
-                return None;
-            }
-            // How far a midpoint's own `y` lies from its boundary.
-            let mut worst = 0i64;
-            for (k, &m) in mids.iter().enumerate().take(hi).skip(lo) {
-                let y = (m * lin.alpha[j]) + lin.beta[j];
-                let boundary = ONE_BITS as i64 + (((k + 1) as i64) << FRAC_BITS);
-                worst = worst.max((y.to_bits() as i64 - boundary).abs());
-            }
             // An input SLACK ulps off moves `x*alpha'` by at most SLACK * x*alpha' ulps of y,
             // plus one rounding of the product and one of the sum (each up to 2 ulps of y
             // while the product stays below 4).
-            let span = top * lin.alpha[j] as f64;
+            let span = ceiling.unwrap_or(2.0) as f64 * lin.alpha[j] as f64;
             if span >= 4.0 {
                 return None;
             }
-            let perturbation = (SLACK_ULPS as f64 * span).ceil() as i64 + 4;
-            lin.guard = lin.guard.max((worst + perturbation + 1) as i32);
+            perturbation[j] = (SLACK_ULPS as f64 * span).ceil() as i64 + 4;
+            // Every interior midpoint's own `y` must lie near its integer position k + 1.
+            for (k, &m) in mids.iter().enumerate().take(hi).skip(lo) {
+                let yb = y(&lin, j, m).to_bits() as i64 - ONE_BITS as i64;
+                needs.push((yb - ((k as i64 + 1) << FRAC_BITS)).abs() + perturbation[j] + 1);
+            }
+        }
+        // Each decade boundary is selected a few ulps to one side, so that inputs within
+        // SLACK ulps of it use the segment whose position there is an integer: they are then
+        // "not sure" by the same near-integer test as the midpoints.
+        let mut selector = vec![0u32; thresholds.len()];
+        for i in 0..thresholds.len() {
+            let t = boundary_at(i);
+            let below = off_integer(y(&lin, i, t)) + perturbation[i] + 1;
+            let above = off_integer(y(&lin, i + 1, t)) + perturbation[i + 1] + 1;
+            selector[i] = if below <= above {
+                t.to_bits() + SLACK_ULPS as u32
+            } else {
+                t.to_bits() - SLACK_ULPS as u32 - 1
+            };
+            needs.push(below.min(above));
+        }
+        lin.guard = needs.into_iter().max().unwrap_or(0) as i32 + 1;
+        if lin.guard >= 64 {
+            return None;
+        }
+        // The lowest code needs no clamp: from the first input a segment serves, `y` is at
+        // its lowest position or within the guard below it (then not sure), and only grows.
+        for j in 0..segments {
+            let lo = if j == 0 { first } else { thresholds[j - 1] + 1 };
+            let lowest = if j == 0 {
+                0.0
+            } else {
+                f32::from_bits(selector[j - 1] + 1)
+            };
+            let yb = y(&lin, j, lowest).to_bits() as i64 - ONE_BITS as i64;
+            if yb < ((lo as i64) << FRAC_BITS) - lin.guard as i64 {
+                return None;
+            }
         }
         for b in 0..32 {
             let bottom = if b == 0 {
@@ -163,48 +188,53 @@ impl Linear {
             };
             let above =
                 |t: f32| b == 31 || t < f32::from_bits(((b as i32 + BINADE_BIAS + 1) as u32) << 23);
-            let inside: Vec<f32> = thresholds
-                .iter()
-                .map(|&k| mids[k])
-                .filter(|&t| t >= bottom && above(t))
+            let inside: Vec<usize> = (0..thresholds.len())
+                .filter(|&i| boundary_at(i) >= bottom && above(boundary_at(i)))
                 .collect();
             if inside.len() > 1 {
                 return None;
             }
-            if let Some(&t) = inside.first() {
+            if let Some(&i) = inside.first() {
+                let t = boundary_at(i);
                 let from_bottom = t.to_bits() - bottom.to_bits();
                 let to_top =
                     (((b as i32 + BINADE_BIAS + 1) as u32) << 23).saturating_sub(t.to_bits());
                 if from_bottom < EDGE_ULPS || to_top < EDGE_ULPS {
                     return None;
                 }
-                lin.threshold[b] = t;
+                lin.threshold[b] = f32::from_bits(selector[i]);
             }
-            lin.segment[b] = thresholds.iter().filter(|&&k| mids[k] < bottom).count() as u32;
-        }
-        if lin.guard >= 1 << (FRAC_BITS - 2) {
-            return None;
+            lin.segment[b] = (0..thresholds.len())
+                .filter(|&i| boundary_at(i) < bottom)
+                .count() as u32;
         }
         Some(lin)
     }
 }
 
-/// `(alpha, beta)` with `P(m) = m*alpha + beta` near `lo + i + 1` for the i-th of `interior`.
-/// Without interior midpoints any line inside the segment's single code will do; with one, a
-/// line through it that stays above `lo` down to the segment's floor.
-fn fit(interior: &[f32], lo: usize, floor: f64) -> (f64, f64) {
-    let target = |i: usize| (lo + i + 1) as f64;
-    match interior {
-        [] => (0.0, lo as f64 + 0.5),
-        [m] => {
-            let alpha = 0.8 / (*m as f64 - floor);
-            (alpha, target(0) - alpha * *m as f64)
-        }
+/// `(alpha, beta)` with `P(m) = m*alpha + beta` near `lo + i + 1` for the i-th of `interior`
+/// and, where a line has the freedom, an integer position at the segment's `ceiling` (the
+/// decade boundary above it) and a position in `[lo, lo + 1)` at its `floor`. Segments with
+/// several midpoints take the least-squares line, which puts the boundary near an integer by
+/// the maps' decade structure (`build` measures how near).
+fn fit(interior: &[f32], lo: usize, floor: Option<f32>, ceiling: Option<f32>) -> (f64, f64) {
+    let lo = lo as f64;
+    let through = |(x0, p0): (f64, f64), (x1, p1): (f64, f64)| {
+        let alpha = (p1 - p0) / (x1 - x0);
+        (alpha, p0 - alpha * x0)
+    };
+    let floor = floor.map_or(0.0, f64::from);
+    match (interior, ceiling) {
+        // The top segment (code 255 alone): position lo at its floor, lo + 0.5 at 1.0.
+        ([], None) => through((floor, lo), (1.0, lo + 0.5)),
+        ([], Some(c)) => through((floor, lo + 0.2), (c as f64, lo + 1.0)),
+        ([m], Some(c)) => through((*m as f64, lo + 1.0), (c as f64, lo + 2.0)),
+        ([m], None) => through((floor, lo + 0.2), (*m as f64, lo + 1.0)),
         _ => {
             let n = interior.len() as f64;
             let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
             for (i, &m) in interior.iter().enumerate() {
-                let (x, y) = (m as f64, target(i));
+                let (x, y) = (m as f64, lo + i as f64 + 1.0);
                 sx += x;
                 sy += y;
                 sxx += x * x;

@@ -6,7 +6,6 @@
 use super::Lanes;
 use crate::qmap::{
     Linear, Qmap, BINADE_BIAS, BUCKETS, FRAC_BITS, KEY_HI_BITS, KEY_LO, KEY_SHIFT, ONE_BITS,
-    SLACK_ULPS,
 };
 
 /// `q.quantize(x)` per lane, as i32 codes 0..=255.
@@ -63,9 +62,7 @@ pub unsafe fn quantize_linear<S: Lanes>(q: &Qmap, lin: &Linear, x: S::F) -> (S::
     let code = S::min_s(S::sra::<FRAC_BITS>(yb), hi);
     let guard = S::splat_i(lin.guard);
     let frac = S::and_i(S::add_i(yb, guard), S::splat_i((1 << FRAC_BITS) - 1));
-    let near_boundary = S::lt_u(frac, S::splat_i(2 * lin.guard));
-    let from_threshold = S::add_i(S::sub_i(mag, S::as_i(t)), S::splat_i(SLACK_ULPS));
-    let near_threshold = S::lt_u(from_threshold, S::splat_i(2 * SLACK_ULPS + 1));
+    let unsure = S::lt_u(frac, S::splat_i(2 * lin.guard));
     let code = if q.signed {
         let mirrored = S::max_s(S::sub_i(S::splat_i(254), code), zero);
         let code = S::select_i(S::gt_i(zero, bits), mirrored, code);
@@ -73,7 +70,7 @@ pub unsafe fn quantize_linear<S: Lanes>(q: &Qmap, lin: &Linear, x: S::F) -> (S::
     } else {
         S::select_i(S::gt(x, S::splat(0.0)), code, zero)
     };
-    (code, S::or_m(near_boundary, near_threshold))
+    (code, unsure)
 }
 
 /// `qmap::signed_code` per lane; the result may be -1 or 256, which the byte store wraps.
