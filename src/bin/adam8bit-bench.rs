@@ -1,8 +1,9 @@
 //! `cargo run --release --bin adam8bit-bench [-- --quick] [--isa scalar|avx2|avx512]`: the CPU step against the machine's
 //! memory speed (issue 7). In one run: the in-place read-modify-write bandwidth
 //! (`a[i] += s*b[i]`, 12 bytes per element) at each thread count, then `bnb_adam8bit_step` for
-//! fp32/bf16/fp16 parameters at 2^20, 2^24, 2^26 elements (8-bit blockwise states, and the
-//! 32-bit path for comparison with a fused fp32 Adam), then a transformer-shaped list through
+//! fp32/bf16/fp16 parameters at 2^20, 2^24, 2^26 elements (8-bit blockwise states; at the
+//! largest size also the non-blockwise 8-bit path, "dyn8", and the 32-bit path for comparison
+//! with a fused fp32 Adam), then a transformer-shaped list through
 //! `bnb_adam8bit_step_many`. Every figure is the fastest of several timed steps after a warm-up
 //! (the bandwidth sweep too): on a shared machine the minimum is the stable statistic.
 
@@ -56,9 +57,10 @@ fn rmw_bandwidth(n: usize, threads: usize, reps: usize) -> f64 {
 struct Handle(*mut bnb_adam8bit_t);
 
 impl Handle {
-    fn new(min_8bit_size: u64) -> Handle {
+    fn new(min_8bit_size: u64, block_wise: bool) -> Handle {
         let mut cfg = bnb_adam8bit_config_default();
         cfg.min_8bit_size = min_8bit_size;
+        cfg.block_wise = block_wise;
         cfg.weight_decay = 0.01;
         let mut h = null_mut();
         // SAFETY: `cfg` is a complete config and `h` a writable pointer.
@@ -210,14 +212,17 @@ fn main() {
     for &(name, dtype, bytes8, bytes32) in &DTYPES {
         for &log in sizes {
             let n = 1usize << log;
-            for (state, min8, bytes) in [
-                ("8bit", 4096, bytes8 + ABSMAX_BYTES),
-                ("32bit", u64::MAX, bytes32),
+            // The non-blockwise path reads the gradient and both code arrays twice.
+            let grad_bytes = if dtype == BNB_DTYPE_F32 { 4.0 } else { 2.0 };
+            for (state, min8, block_wise, bytes) in [
+                ("8bit", 4096, true, bytes8 + ABSMAX_BYTES),
+                ("dyn8", 4096, false, bytes8 + grad_bytes + 2.0),
+                ("32bit", u64::MAX, true, bytes32),
             ] {
-                if state == "32bit" && log != *sizes.last().unwrap() {
+                if state != "8bit" && log != *sizes.last().unwrap() {
                     continue;
                 }
-                let h = Handle::new(min8);
+                let h = Handle::new(min8, block_wise);
                 let id = h.add(n, dtype);
                 let mut tensor = Tensor::new(n, dtype);
                 let items = [tensor.item(id)];
@@ -242,7 +247,7 @@ fn main() {
         shapes.len(),
         total as f64 / 1e6
     );
-    let h = Handle::new(4096);
+    let h = Handle::new(4096, true);
     let mut tensors: Vec<Tensor> = shapes
         .iter()
         .map(|&n| Tensor::new(n, BNB_DTYPE_F32))

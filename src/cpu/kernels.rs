@@ -144,9 +144,11 @@ fn param_sq<P: Element>(p: &[P]) -> f64 {
 }
 
 /// Non-blockwise pass 1 (rule 10): the new max of |m| and |v| over the tensor, and with
-/// `max_unorm` the update norm and the parameter norm.
+/// `max_unorm` the update norm and the parameter norm. Without `max_unorm` the whole-vector
+/// part runs at the SIMD level (a max is the same in any order); the f64 sums keep the scalar
+/// loop's order.
 #[allow(clippy::too_many_arguments)]
-pub fn dynamic_reduce<P: Element>(
+pub fn dynamic_reduce<P: VecElement>(
     p: &[P],
     g: &[P],
     state1: &[u8],
@@ -156,9 +158,38 @@ pub fn dynamic_reduce<P: Element>(
     with_unorm: bool,
     k: &StepScalars,
 ) -> Partial {
+    dynamic_reduce_at(
+        simd::isa(),
+        p,
+        g,
+        state1,
+        state2,
+        (max1, max2),
+        with_unorm,
+        k,
+    )
+}
+
+/// [`dynamic_reduce`] at a given level (one the CPU has).
+#[allow(clippy::too_many_arguments)]
+pub fn dynamic_reduce_at<P: VecElement>(
+    isa: simd::Isa,
+    p: &[P],
+    g: &[P],
+    state1: &[u8],
+    state2: &[u8],
+    old: (f32, f32),
+    with_unorm: bool,
+    k: &StepScalars,
+) -> Partial {
     let mut r = Partial::default();
-    for i in 0..g.len() {
-        let (m, v, finite) = moments8(state1[i], state2[i], max1, max2, g[i].widen(), k);
+    let mut done = 0;
+    if !with_unorm {
+        let (n, (m1, m2)) = simd::dynamic_max(isa, g, state1, state2, old, k);
+        (done, r.max1, r.max2) = (n, m1, m2);
+    }
+    for i in done..g.len() {
+        let (m, v, finite) = moments8(state1[i], state2[i], old.0, old.1, g[i].widen(), k);
         r.max1 = r.max1.max(m.abs());
         r.max2 = r.max2.max(v.abs());
         if with_unorm && finite {
@@ -174,7 +205,50 @@ pub fn dynamic_reduce<P: Element>(
 /// Non-blockwise pass 2: recompute m and v from the untouched old codes, update every finite
 /// element (the tail too), requantize with the new maxes. `step_size` includes the update scale.
 #[allow(clippy::too_many_arguments)]
-pub fn dynamic_update<P: Element>(
+pub fn dynamic_update<P: VecElement>(
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [u8],
+    state2: &mut [u8],
+    old: (f32, f32),
+    new: (f32, f32),
+    step_size: f32,
+    k: &StepScalars,
+) -> u64 {
+    dynamic_update_at(simd::isa(), p, g, state1, state2, old, new, step_size, k)
+}
+
+/// [`dynamic_update`] at a given level (one the CPU has): whole vectors in SIMD, the rest in
+/// [`dynamic_update_scalar`].
+#[allow(clippy::too_many_arguments)]
+pub fn dynamic_update_at<P: VecElement>(
+    isa: simd::Isa,
+    p: &mut [P],
+    g: &[P],
+    state1: &mut [u8],
+    state2: &mut [u8],
+    old: (f32, f32),
+    new: (f32, f32),
+    step_size: f32,
+    k: &StepScalars,
+) -> u64 {
+    let (done, nonfinite) = simd::dynamic_update(isa, p, g, state1, state2, old, new, step_size, k);
+    nonfinite
+        + dynamic_update_scalar(
+            &mut p[done..],
+            &g[done..],
+            &mut state1[done..],
+            &mut state2[done..],
+            old,
+            new,
+            step_size,
+            k,
+        )
+}
+
+/// The scalar non-blockwise update, the definition the SIMD levels reproduce bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn dynamic_update_scalar<P: Element>(
     p: &mut [P],
     g: &[P],
     state1: &mut [u8],

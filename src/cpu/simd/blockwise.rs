@@ -10,10 +10,9 @@
 //! redone exactly (true division, bucket quantizer), so the codes are rule 1's, bit for bit.
 
 use super::element::VecElement;
-use super::quantize::{quantize, quantize_linear, signed_code};
+use super::step8::{moments, store_codes, update_param, Consts};
 use super::{Isa, Lanes};
 use crate::config::BLOCKSIZE;
-use crate::qmap::{Qmap, SIGNED, UNSIGNED};
 use crate::scalars::StepScalars;
 
 const BLOCK: usize = BLOCKSIZE as usize;
@@ -86,9 +85,8 @@ unsafe fn avx2<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
 unsafe fn blocks<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     let mut m_buf = [0f32; BLOCK];
     let mut v_buf = [0f32; BLOCK];
+    let c = Consts::<S>::new(k);
     let mut nonfinite = 0u64;
-    // Dereference the lazily built maps once, not in the element loops.
-    let maps = (&*SIGNED, &*UNSIGNED);
     for b in 0..a.blocks {
         let at = b * BLOCK;
         nonfinite += block::<S, P>(
@@ -99,7 +97,7 @@ unsafe fn blocks<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
             &mut *a.a1.add(b),
             &mut *a.a2.add(b),
             k,
-            maps,
+            &c,
             &mut m_buf,
             &mut v_buf,
         ) as u64;
@@ -117,76 +115,38 @@ unsafe fn block<S: Lanes, P: VecElement>(
     a1: &mut f32,
     a2: &mut f32,
     k: &StepScalars,
-    (signed, unsigned): (&Qmap, &Qmap),
+    c: &Consts<S>,
     m_buf: &mut [f32; BLOCK],
     v_buf: &mut [f32; BLOCK],
 ) -> u32 {
     let (old1, old2) = (S::splat(*a1), S::splat(*a2));
-    let (beta1, beta2) = (S::splat(k.beta1), S::splat(k.beta2));
-    let (om1, om2) = (S::splat(k.one_minus_beta1), S::splat(k.one_minus_beta2));
-    let (gnorm, step, eps_c2, decay) = (
-        S::splat(k.gnorm_scale),
-        S::splat(k.step_size),
-        S::splat(k.eps_c2),
-        S::splat(k.decay),
-    );
+    let step = S::splat(k.step_size);
     let zero = S::splat(0.0);
     let (mut acc1, mut acc2) = (zero, zero);
     let mut finite_lanes = 0u32;
     for i in (0..BLOCK).step_by(S::N) {
         let (_, gf) = P::load::<S>(g.add(i));
-        let finite = S::finite(gf);
-        let gam = S::mul(gf, gnorm);
-        let q2 = S::lookup256(unsigned.values.as_ptr(), S::load_u8(s2.add(i)));
-        let q1 = S::lookup256(signed.values.as_ptr(), S::load_u8(s1.add(i)));
-        let v = S::add(
-            S::mul(S::mul(q2, old2), beta2),
-            S::mul(S::mul(om2, gam), gam),
-        );
-        let m = S::add(S::mul(S::mul(q1, old1), beta1), S::mul(om1, gam));
-        let m = S::select(finite, m, zero);
-        let v = S::select(finite, v, zero);
+        let (m, v, finite) = moments::<S>(c, s1.add(i), s2.add(i), old1, old2, gf);
         S::store(m_buf.as_mut_ptr().add(i), m);
         S::store(v_buf.as_mut_ptr().add(i), v);
         acc1 = S::max(S::abs(m), acc1);
         acc2 = S::max(S::abs(v), acc2);
-        let (raw, pf) = P::load::<S>(p.add(i));
-        let mut new = S::add(pf, S::mul(step, S::div(m, S::add(S::sqrt(v), eps_c2))));
-        if k.apply_decay != 0 {
-            new = S::mul(new, decay);
-        }
-        P::store::<S>(p.add(i), raw, new, finite);
+        update_param::<S, P>(c, p.add(i), m, v, step, finite);
         finite_lanes += S::count(finite);
     }
     let (new1, new2) = (S::hmax(acc1), S::hmax(acc2));
     *a1 = new1;
     *a2 = new2;
     let (r1, r2) = (1.0 / new1, 1.0 / new2);
-    let linear = match (&signed.linear, &unsigned.linear) {
-        (Some(l1), Some(l2))
-            if (r1.is_finite() || new1 == 0.0) && (r2.is_finite() || new2 == 0.0) =>
-        {
-            Some((l1, l2))
-        }
-        _ => None,
-    };
+    let near_exact = (r1.is_finite() || new1 == 0.0) && (r2.is_finite() || new2 == 0.0);
     let (new1, new2, r1, r2) = (S::splat(new1), S::splat(new2), S::splat(r1), S::splat(r2));
     for i in (0..BLOCK).step_by(S::N) {
         let m = S::load(m_buf.as_ptr().add(i));
         let v = S::load(v_buf.as_ptr().add(i));
-        let fast = linear.and_then(|(l1, l2)| {
-            let (c1, unsure1) = quantize_linear::<S>(signed, l1, S::mul(m, r1));
-            let (c2, unsure2) = quantize_linear::<S>(unsigned, l2, S::mul(v, r2));
-            (S::count(S::or_m(unsure1, unsure2)) == 0).then_some((c1, c2))
+        let scaled = near_exact.then(|| (S::mul(m, r1), S::mul(v, r2)));
+        store_codes::<S>(c, s1.add(i), s2.add(i), m, scaled, || {
+            (S::div(m, new1), S::div(v, new2))
         });
-        let (c1, c2) = fast.unwrap_or_else(|| {
-            (
-                quantize::<S>(signed, S::div(m, new1)),
-                quantize::<S>(unsigned, S::div(v, new2)),
-            )
-        });
-        S::store_u8(s1.add(i), signed_code::<S>(c1, m));
-        S::store_u8(s2.add(i), c2);
     }
     BLOCK as u32 - finite_lanes
 }

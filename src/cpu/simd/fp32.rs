@@ -2,6 +2,7 @@
 //! lane, in their operation order, one pass over the four arrays.
 
 use super::element::VecElement;
+use super::step8::{update_param, Consts};
 use super::{Isa, Lanes};
 use crate::scalars::StepScalars;
 
@@ -73,12 +74,8 @@ unsafe fn avx2<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
 unsafe fn sweep<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     let (beta1, beta2) = (S::splat(k.beta1), S::splat(k.beta2));
     let (om1, om2) = (S::splat(k.one_minus_beta1), S::splat(k.one_minus_beta2));
-    let (gnorm, step, eps_c2, decay) = (
-        S::splat(k.gnorm_scale),
-        S::splat(a.step_size),
-        S::splat(k.eps_c2),
-        S::splat(k.decay),
-    );
+    let (gnorm, step) = (S::splat(k.gnorm_scale), S::splat(a.step_size));
+    let c = Consts::<S>::new(k);
     let zero = S::splat(0.0);
     let mut finite_lanes = 0u64;
     for i in (0..a.n).step_by(S::N) {
@@ -99,12 +96,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
         let v_out = S::select(active, v, S::select(finite, v0, zero));
         S::store(a.s1.add(i), m_out);
         S::store(a.s2.add(i), v_out);
-        let (raw, pf) = P::load::<S>(a.p.add(i));
-        let mut new = S::add(pf, S::mul(step, S::div(m, S::add(S::sqrt(v), eps_c2))));
-        if k.apply_decay != 0 {
-            new = S::mul(new, decay);
-        }
-        P::store::<S>(a.p.add(i), raw, new, active);
+        update_param::<S, P>(&c, a.p.add(i), m, v, step, active);
         finite_lanes += S::count(finite) as u64;
     }
     a.n as u64 - finite_lanes

@@ -1,5 +1,5 @@
-//! Explicit SIMD for the blockwise 8-bit sweep: one generic kernel ([`blockwise`]) written
-//! against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes) and AVX2 (8 lanes).
+//! Explicit SIMD for the CPU sweeps (blockwise and non-blockwise 8-bit, 32-bit): generic kernels
+//! written against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes) and AVX2 (8 lanes).
 //! The ISA is chosen at run time (`is_x86_feature_detected!`); tests can force any available
 //! level with [`force_isa`]. Every lane does exactly the scalar operations of `math.rs` in the
 //! same order (no FMA, correctly rounded `/` and `sqrt`), so all levels are bit-identical.
@@ -9,16 +9,19 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod blockwise;
+mod dynamic;
 mod element;
 mod fp32;
 mod lanes;
 mod quantize;
+mod step8;
 #[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use blockwise::blockwise;
+pub use dynamic::{dynamic_max, dynamic_update};
 pub use element::VecElement;
 pub use fp32::fp32;
 pub use lanes::Lanes;

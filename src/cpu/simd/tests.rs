@@ -8,7 +8,10 @@ use super::element::VecElement;
 use super::quantize::{quantize, quantize_linear, signed_code};
 use super::{Isa, Lanes};
 use crate::config::Hyper;
-use crate::cpu::kernels::{blockwise_at, blockwise_scalar, fp32_update_at, fp32_update_scalar};
+use crate::cpu::kernels::{
+    blockwise_at, blockwise_scalar, dynamic_reduce_at, dynamic_update_at, dynamic_update_scalar,
+    fp32_update_at, fp32_update_scalar,
+};
 use crate::qmap::{signed_code as scalar_signed_code, SIGNED, UNSIGNED};
 use crate::rng::Rng;
 use crate::scalars::StepScalars;
@@ -105,6 +108,73 @@ fn check_dtype<P: VecElement>(bits: fn(P) -> u32) {
             assert_eq!(pbits(&p), pbits(&p_want), "{ctx}: params");
         }
     }
+}
+
+/// The non-blockwise path: the max pass and the update pass at each level against the scalar
+/// level, bit for bit, on the same inputs as the blockwise test (non-finite gradients
+/// included), plus a tensor whose new maxes are zero (0 * inf when requantizing).
+fn check_dynamic<P: VecElement>(bits: fn(P) -> u32) {
+    let mut rng = Rng(0x0DD_BA11);
+    for isa in levels() {
+        for round in 0..48 {
+            let n: usize = [1, 15, 16, 17, 255, 4096, 5000, 12_345][round % 8];
+            let k = scalars(&mut rng);
+            let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
+            let zero = round % 12 == 11;
+            let g: Vec<P> = (0..n)
+                .map(|_| P::narrow(if zero { 0.0 } else { rng.value(1e-2) }))
+                .collect();
+            let s1: Vec<u8> = (0..n)
+                .map(|_| if zero { 127 } else { rng.next_u64() as u8 })
+                .collect();
+            let s2: Vec<u8> = (0..n)
+                .map(|_| if zero { 0 } else { rng.next_u64() as u8 })
+                .collect();
+            let old = (rng.value(1e-3).abs(), rng.value(1e-6).abs());
+            let ctx = format!("{isa:?} round {round} n {n}");
+            let reduce = |level| dynamic_reduce_at(level, &p0, &g, &s1, &s2, old, false, &k);
+            let (want, got) = (reduce(Isa::Scalar), reduce(isa));
+            assert_eq!(got.max1.to_bits(), want.max1.to_bits(), "{ctx}: max1");
+            assert_eq!(got.max2.to_bits(), want.max2.to_bits(), "{ctx}: max2");
+            let new = (want.max1, want.max2);
+            let step = k.step_size;
+            let (mut p_want, mut s1_want, mut s2_want) = (p0.clone(), s1.clone(), s2.clone());
+            let nf_want = dynamic_update_scalar(
+                &mut p_want,
+                &g,
+                &mut s1_want,
+                &mut s2_want,
+                old,
+                new,
+                step,
+                &k,
+            );
+            let (mut p, mut s1_got, mut s2_got) = (p0.clone(), s1.clone(), s2.clone());
+            let nf = dynamic_update_at(
+                isa,
+                &mut p,
+                &g,
+                &mut s1_got,
+                &mut s2_got,
+                old,
+                new,
+                step,
+                &k,
+            );
+            assert_eq!(nf, nf_want, "{ctx}: non-finite count");
+            assert_eq!(s1_got, s1_want, "{ctx}: state1");
+            assert_eq!(s2_got, s2_want, "{ctx}: state2");
+            let pbits = |v: &[P]| v.iter().map(|&x| bits(x)).collect::<Vec<_>>();
+            assert_eq!(pbits(&p), pbits(&p_want), "{ctx}: params");
+        }
+    }
+}
+
+#[test]
+fn dynamic_path_matches_scalar_for_every_dtype() {
+    check_dynamic::<f32>(f32::to_bits);
+    check_dynamic::<f16>(|x| x.to_bits() as u32);
+    check_dynamic::<bf16>(|x| x.to_bits() as u32);
 }
 
 #[test]

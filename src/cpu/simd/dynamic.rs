@@ -1,0 +1,153 @@
+//! The non-blockwise 8-bit path (rule 10) on `N` lanes: the max sweep of its first pass (without
+//! `max_unorm`, whose f64 sum keeps the scalar order) and its update pass, lane by lane in
+//! `kernels::dynamic_reduce` / `kernels::dynamic_update`'s order. Requantization multiplies by
+//! the reciprocal of the new max, as rule 10 defines, so the linear route's inputs are exact.
+
+use super::element::VecElement;
+use super::step8::{moments, store_codes, update_param, Consts};
+use super::{Isa, Lanes};
+use crate::scalars::StepScalars;
+
+/// Elements per call of the lane loop: a multiple of every level's `N`.
+const STRIDE: usize = 16;
+
+struct Args<P> {
+    p: *mut P,
+    g: *const P,
+    s1: *mut u8,
+    s2: *mut u8,
+    n: usize,
+    old: (f32, f32),
+}
+
+/// The two passes: the new maxes, or the update with the `new` maxes and `step_size`.
+#[derive(Clone, Copy)]
+enum Pass {
+    Max,
+    Update { new: (f32, f32), step_size: f32 },
+}
+
+/// The `(max |m|, max |v|)` of the first `len / 16 * 16` elements at level `isa`, and how many
+/// elements that is; the caller takes the rest with the scalar loop.
+pub fn dynamic_max<P: VecElement>(
+    isa: Isa,
+    g: &[P],
+    s1: &[u8],
+    s2: &[u8],
+    old: (f32, f32),
+    k: &StepScalars,
+) -> (usize, (f32, f32)) {
+    let n = g.len() / STRIDE * STRIDE;
+    assert!(s1.len() >= n && s2.len() >= n);
+    let a = Args {
+        p: std::ptr::null_mut::<P>(),
+        g: g.as_ptr(),
+        s1: s1.as_ptr().cast_mut(),
+        s2: s2.as_ptr().cast_mut(),
+        n,
+        old,
+    };
+    // SAFETY: the assert bounds every access to `n` elements, the max pass neither reads `p`
+    // nor writes anything; `isa` is a level the CPU has.
+    match unsafe { dispatch(isa, &a, Pass::Max, k) } {
+        Some((_, maxes)) => (n, maxes),
+        None => (0, (0.0, 0.0)),
+    }
+}
+
+/// The update pass over the first `len / 16 * 16` elements at level `isa`: `(elements done,
+/// non-finite count)`.
+#[allow(clippy::too_many_arguments)]
+pub fn dynamic_update<P: VecElement>(
+    isa: Isa,
+    p: &mut [P],
+    g: &[P],
+    s1: &mut [u8],
+    s2: &mut [u8],
+    old: (f32, f32),
+    new: (f32, f32),
+    step_size: f32,
+    k: &StepScalars,
+) -> (usize, u64) {
+    let n = p.len() / STRIDE * STRIDE;
+    assert!(g.len() >= n && s1.len() >= n && s2.len() >= n);
+    let a = Args {
+        p: p.as_mut_ptr(),
+        g: g.as_ptr(),
+        s1: s1.as_mut_ptr(),
+        s2: s2.as_mut_ptr(),
+        n,
+        old,
+    };
+    // SAFETY: the assert bounds every access to `n` elements; `isa` is a level the CPU has.
+    match unsafe { dispatch(isa, &a, Pass::Update { new, step_size }, k) } {
+        Some((nonfinite, _)) => (n, nonfinite),
+        None => (0, 0),
+    }
+}
+
+/// The pass at level `isa`: `(non-finite count, maxes)`, or `None` at the scalar level.
+unsafe fn dispatch<P: VecElement>(
+    isa: Isa,
+    a: &Args<P>,
+    pass: Pass,
+    k: &StepScalars,
+) -> Option<(u64, (f32, f32))> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(avx512(a, pass, k)),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(avx2(a, pass, k)),
+        _ => None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
+unsafe fn avx512<P: VecElement>(a: &Args<P>, pass: Pass, k: &StepScalars) -> (u64, (f32, f32)) {
+    sweep::<super::avx512::Avx512, P>(a, pass, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
+unsafe fn avx2<P: VecElement>(a: &Args<P>, pass: Pass, k: &StepScalars) -> (u64, (f32, f32)) {
+    sweep::<super::avx2::Avx2, P>(a, pass, k)
+}
+
+#[inline(always)]
+unsafe fn sweep<S: Lanes, P: VecElement>(
+    a: &Args<P>,
+    pass: Pass,
+    k: &StepScalars,
+) -> (u64, (f32, f32)) {
+    let c = Consts::<S>::new(k);
+    let (old1, old2) = (S::splat(a.old.0), S::splat(a.old.1));
+    let zero = S::splat(0.0);
+    match pass {
+        Pass::Max => {
+            let (mut acc1, mut acc2) = (zero, zero);
+            for i in (0..a.n).step_by(S::N) {
+                let (_, gf) = P::load::<S>(a.g.add(i));
+                let (m, v, _) = moments::<S>(&c, a.s1.add(i), a.s2.add(i), old1, old2, gf);
+                acc1 = S::max(S::abs(m), acc1);
+                acc2 = S::max(S::abs(v), acc2);
+            }
+            (0, (S::hmax(acc1), S::hmax(acc2)))
+        }
+        Pass::Update { new, step_size } => {
+            let (r1, r2) = (S::splat(1.0 / new.0), S::splat(1.0 / new.1));
+            let step = S::splat(step_size);
+            let mut finite_lanes = 0u64;
+            for i in (0..a.n).step_by(S::N) {
+                let (s1, s2) = (a.s1.add(i), a.s2.add(i));
+                let (_, gf) = P::load::<S>(a.g.add(i));
+                let (m, v, finite) = moments::<S>(&c, s1, s2, old1, old2, gf);
+                update_param::<S, P>(&c, a.p.add(i), m, v, step, finite);
+                finite_lanes += S::count(finite) as u64;
+                let scaled = (S::mul(m, r1), S::mul(v, r2));
+                store_codes::<S>(&c, s1, s2, m, Some(scaled), || scaled);
+            }
+            (a.n as u64 - finite_lanes, (0.0, 0.0))
+        }
+    }
+}

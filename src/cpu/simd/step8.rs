@@ -1,0 +1,130 @@
+//! The per-vector pieces the paths share: decoding codes into new moments (both 8-bit paths),
+//! the parameter update (every path), and requantization by the linear route with the exact
+//! quantizer for unsure vectors (both 8-bit paths). Each is `math.rs`'s arithmetic lane by lane, in its order.
+
+use super::element::VecElement;
+use super::quantize::{quantize, quantize_linear, signed_code};
+use super::Lanes;
+use crate::qmap::{Linear, Qmap, SIGNED, UNSIGNED};
+use crate::scalars::StepScalars;
+
+/// The step's scalars as lanes, and the maps, built once per kernel call.
+pub struct Consts<S: Lanes> {
+    beta1: S::F,
+    beta2: S::F,
+    om1: S::F,
+    om2: S::F,
+    gnorm: S::F,
+    eps_c2: S::F,
+    decay: Option<S::F>,
+    pub signed: &'static Qmap,
+    pub unsigned: &'static Qmap,
+    /// Both maps' linear tables, when they built.
+    pub linear: Option<(&'static Linear, &'static Linear)>,
+}
+
+impl<S: Lanes> Consts<S> {
+    /// # Safety
+    /// `S`'s ISA must be enabled.
+    #[inline(always)]
+    pub unsafe fn new(k: &StepScalars) -> Consts<S> {
+        let (signed, unsigned): (&'static Qmap, &'static Qmap) = (&SIGNED, &UNSIGNED);
+        Consts {
+            beta1: S::splat(k.beta1),
+            beta2: S::splat(k.beta2),
+            om1: S::splat(k.one_minus_beta1),
+            om2: S::splat(k.one_minus_beta2),
+            gnorm: S::splat(k.gnorm_scale),
+            eps_c2: S::splat(k.eps_c2),
+            decay: (k.apply_decay != 0).then(|| S::splat(k.decay)),
+            signed,
+            unsigned,
+            linear: signed.linear.as_ref().zip(unsigned.linear.as_ref()),
+        }
+    }
+}
+
+/// `math::moments8` on `N` lanes: the new `(m, v)` from the codes at `s1`, `s2` decoded with
+/// the scales `old1`, `old2`, and the gradient `gf`; `(+0, +0)` where `gf` is not finite (the
+/// returned mask).
+///
+/// # Safety
+/// `S`'s ISA must be enabled; `s1`, `s2` valid for `N` bytes.
+#[inline(always)]
+pub unsafe fn moments<S: Lanes>(
+    c: &Consts<S>,
+    s1: *const u8,
+    s2: *const u8,
+    old1: S::F,
+    old2: S::F,
+    gf: S::F,
+) -> (S::F, S::F, S::M) {
+    let zero = S::splat(0.0);
+    let finite = S::finite(gf);
+    let gam = S::mul(gf, c.gnorm);
+    let q2 = S::lookup256(c.unsigned.values.as_ptr(), S::load_u8(s2));
+    let q1 = S::lookup256(c.signed.values.as_ptr(), S::load_u8(s1));
+    let v = S::add(
+        S::mul(S::mul(q2, old2), c.beta2),
+        S::mul(S::mul(c.om2, gam), gam),
+    );
+    let m = S::add(S::mul(S::mul(q1, old1), c.beta1), S::mul(c.om1, gam));
+    (
+        S::select(finite, m, zero),
+        S::select(finite, v, zero),
+        finite,
+    )
+}
+
+/// `math::updated_param` on `N` lanes, stored where `finite` (the old bits elsewhere).
+///
+/// # Safety
+/// `S`'s ISA must be enabled; `p` valid for `N` elements.
+#[inline(always)]
+pub unsafe fn update_param<S: Lanes, P: VecElement>(
+    c: &Consts<S>,
+    p: *mut P,
+    m: S::F,
+    v: S::F,
+    step_size: S::F,
+    finite: S::M,
+) {
+    let (raw, pf) = P::load::<S>(p);
+    let mut new = S::add(
+        pf,
+        S::mul(step_size, S::div(m, S::add(S::sqrt(v), c.eps_c2))),
+    );
+    if let Some(decay) = c.decay {
+        new = S::mul(new, decay);
+    }
+    P::store::<S>(p, raw, new, finite);
+}
+
+/// Stores the codes of `m` (signed map, sign rule) and `v` (unsigned map) at `s1`, `s2`.
+/// `scaled` gives the inputs the linear route may take (`None`: take the exact route), and
+/// `exact` the quantizer inputs rule 1 or 10 defines; the linear route's answers hold for
+/// both whenever they are within `SLACK_ULPS` of each other.
+///
+/// # Safety
+/// `S`'s ISA must be enabled; `s1`, `s2` valid for `N` bytes.
+#[inline(always)]
+pub unsafe fn store_codes<S: Lanes>(
+    c: &Consts<S>,
+    s1: *mut u8,
+    s2: *mut u8,
+    m: S::F,
+    scaled: Option<(S::F, S::F)>,
+    exact: impl FnOnce() -> (S::F, S::F),
+) {
+    let fast = c.linear.zip(scaled).and_then(|((l1, l2), (x1, x2))| {
+        let (c1, unsure1) = quantize_linear::<S>(c.signed, l1, x1);
+        let (c2, unsure2) = quantize_linear::<S>(c.unsigned, l2, x2);
+        (S::count(S::or_m(unsure1, unsure2)) == 0).then_some((c1, c2))
+    });
+    let (c1, c2) = fast.unwrap_or_else(|| {
+        let (x1, x2) = exact();
+        (quantize::<S>(c.signed, x1), quantize::<S>(c.unsigned, x2))
+    });
+    S::store_u8(s1, signed_code::<S>(c1, m));
+    S::store_u8(s2, c2);
+}
