@@ -11,24 +11,11 @@ use crate::scalars::StepScalars;
 const BLOCK: usize = BLOCKSIZE as usize;
 
 /// Blockwise 8-bit step (rules 1-6) over a chunk of blocks; `absmax*` hold one entry per block
-/// of the chunk. The whole blocks run at the SIMD level `simd::isa()` picks, the rest (a
+/// of the chunk. The whole blocks run at SIMD level `isa` (one the CPU has), the rest (a
 /// tensor's partial last block, or everything at the scalar level) in [`blockwise_scalar`].
 /// Returns the number of non-finite gradient elements.
-pub fn blockwise<P: VecElement>(
-    p: &mut [P],
-    g: &[P],
-    state1: &mut [u8],
-    state2: &mut [u8],
-    absmax1: &mut [f32],
-    absmax2: &mut [f32],
-    k: &StepScalars,
-) -> u64 {
-    blockwise_at(simd::isa(), p, g, state1, state2, absmax1, absmax2, k)
-}
-
-/// [`blockwise`] at a given level (one the CPU has).
 #[allow(clippy::too_many_arguments)]
-pub fn blockwise_at<P: VecElement>(
+pub fn blockwise<P: VecElement>(
     isa: simd::Isa,
     p: &mut [P],
     g: &[P],
@@ -145,34 +132,10 @@ fn param_sq<P: Element>(p: &[P]) -> f64 {
 
 /// Non-blockwise pass 1 (rule 10): the new max of |m| and |v| over the tensor, and with
 /// `max_unorm` the update norm and the parameter norm. Without `max_unorm` the whole-vector
-/// part runs at the SIMD level (a max is the same in any order); the f64 sums keep the scalar
-/// loop's order.
+/// part runs at SIMD level `isa` (a max is the same in any order); the f64 sums keep the
+/// scalar loop's order.
 #[allow(clippy::too_many_arguments)]
 pub fn dynamic_reduce<P: VecElement>(
-    p: &[P],
-    g: &[P],
-    state1: &[u8],
-    state2: &[u8],
-    max1: f32,
-    max2: f32,
-    with_unorm: bool,
-    k: &StepScalars,
-) -> Partial {
-    dynamic_reduce_at(
-        simd::isa(),
-        p,
-        g,
-        state1,
-        state2,
-        (max1, max2),
-        with_unorm,
-        k,
-    )
-}
-
-/// [`dynamic_reduce`] at a given level (one the CPU has).
-#[allow(clippy::too_many_arguments)]
-pub fn dynamic_reduce_at<P: VecElement>(
     isa: simd::Isa,
     p: &[P],
     g: &[P],
@@ -203,25 +166,10 @@ pub fn dynamic_reduce_at<P: VecElement>(
 }
 
 /// Non-blockwise pass 2: recompute m and v from the untouched old codes, update every finite
-/// element (the tail too), requantize with the new maxes. `step_size` includes the update scale.
+/// element (the tail too), requantize with the new maxes. `step_size` includes the update
+/// scale. Whole vectors at SIMD level `isa`, the rest in [`dynamic_update_scalar`].
 #[allow(clippy::too_many_arguments)]
 pub fn dynamic_update<P: VecElement>(
-    p: &mut [P],
-    g: &[P],
-    state1: &mut [u8],
-    state2: &mut [u8],
-    old: (f32, f32),
-    new: (f32, f32),
-    step_size: f32,
-    k: &StepScalars,
-) -> u64 {
-    dynamic_update_at(simd::isa(), p, g, state1, state2, old, new, step_size, k)
-}
-
-/// [`dynamic_update`] at a given level (one the CPU has): whole vectors in SIMD, the rest in
-/// [`dynamic_update_scalar`].
-#[allow(clippy::too_many_arguments)]
-pub fn dynamic_update_at<P: VecElement>(
     isa: simd::Isa,
     p: &mut [P],
     g: &[P],
@@ -293,24 +241,10 @@ pub fn fp32_reduce<P: Element>(
     r
 }
 
-/// 32-bit step (rule 9): fp32 moments, `skip_zeros`, non-finite guard; SIMD at the level
-/// `simd::isa()` picks, the tail in [`fp32_update_scalar`].
+/// 32-bit step (rule 9): fp32 moments, `skip_zeros`, non-finite guard; SIMD at level `isa`,
+/// the tail in [`fp32_update_scalar`].
 #[allow(clippy::too_many_arguments)]
 pub fn fp32_update<P: VecElement>(
-    p: &mut [P],
-    g: &[P],
-    state1: &mut [f32],
-    state2: &mut [f32],
-    skip_zeros: bool,
-    step_size: f32,
-    k: &StepScalars,
-) -> u64 {
-    fp32_update_at(simd::isa(), p, g, state1, state2, skip_zeros, step_size, k)
-}
-
-/// [`fp32_update`] at a given level (one the CPU has).
-#[allow(clippy::too_many_arguments)]
-pub fn fp32_update_at<P: VecElement>(
     isa: simd::Isa,
     p: &mut [P],
     g: &[P],

@@ -104,7 +104,6 @@ pub struct Scratch {
 // SAFETY: the raw pointers in `jobs` and `views` are only dereferenced during a step, which
 // holds the handle (and so the scratch) mutably; between steps they are dead values.
 unsafe impl Send for Scratch {}
-unsafe impl Sync for Scratch {}
 
 /// What a step reports per parameter.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -117,6 +116,8 @@ pub struct Outcome {
 /// own element range of these arrays, so concurrent items never alias.
 #[derive(Clone, Copy)]
 struct View {
+    /// The SIMD level of this step, read once.
+    isa: simd::Isa,
     dtype: Dtype,
     numel: usize,
     clipped: bool,
@@ -253,7 +254,7 @@ fn reduce_task(v: &View, task: &Task) -> Partial {
         let g: &[P] = part(v.grad as *const P, task);
         match v.moments {
             MomentPtrs::Dynamic { s1, s2 } => kernels::dynamic_reduce(
-                p, g, part(s1, task), part(s2, task), v.old.0, v.old.1, v.with_unorm, &v.k),
+                v.isa, p, g, part(s1, task), part(s2, task), v.old, v.with_unorm, &v.k),
             MomentPtrs::Fp32 { s1, s2 } => kernels::fp32_reduce(
                 p, g, part(s1, task), part(s2, task), v.skip_zeros, &v.k),
             MomentPtrs::Blockwise { .. } => Partial::default(),
@@ -268,13 +269,14 @@ fn update_task(v: &View, task: &Task) -> u64 {
         match v.moments {
             MomentPtrs::Blockwise { s1, s2, a1, a2 } => {
                 let blocks = block_task(task);
-                kernels::blockwise(p, g, part_mut(s1, task), part_mut(s2, task),
+                kernels::blockwise(v.isa, p, g, part_mut(s1, task), part_mut(s2, task),
                     part_mut(a1, &blocks), part_mut(a2, &blocks), &v.k)
             }
             MomentPtrs::Dynamic { s1, s2 } => kernels::dynamic_update(
-                p, g, part_mut(s1, task), part_mut(s2, task), v.old, v.new, v.step_size, &v.k),
+                v.isa, p, g, part_mut(s1, task), part_mut(s2, task), v.old, v.new, v.step_size, &v.k),
             MomentPtrs::Fp32 { s1, s2 } => kernels::fp32_update(
-                p, g, part_mut(s1, task), part_mut(s2, task), v.skip_zeros, v.step_size, &v.k),
+                v.isa, p, g, part_mut(s1, task), part_mut(s2, task), v.skip_zeros, v.step_size,
+                &v.k),
         }
     })
 }
@@ -312,7 +314,8 @@ unsafe fn sweep(scratch: &mut Scratch) {
         counts,
     } = scratch;
     views.clear();
-    views.extend(jobs.iter().map(|j| view(j)));
+    let isa = simd::isa();
+    views.extend(jobs.iter().map(|j| view(j, isa)));
     first_chunk.clear();
     first_chunk.push(0);
     for job in jobs.iter() {
@@ -387,7 +390,7 @@ unsafe fn sweep(scratch: &mut Scratch) {
 
 /// # Safety
 /// `job.state` must be valid and not otherwise borrowed.
-unsafe fn view(job: &Job) -> View {
+unsafe fn view(job: &Job, isa: simd::Isa) -> View {
     let (moments, old) = match &mut (*job.state).moments {
         Moments::Blockwise8 {
             state1,
@@ -424,6 +427,7 @@ unsafe fn view(job: &Job) -> View {
         ),
     };
     View {
+        isa,
         dtype: job.dtype,
         numel: job.numel,
         clipped: job.percentile.is_some(),

@@ -11,7 +11,7 @@
 
 use super::element::VecElement;
 use super::step8::{moments, store_codes, update_param, Consts};
-use super::{Isa, Lanes};
+use super::{run, Isa, Kernel, Lanes};
 use crate::config::BLOCKSIZE;
 use crate::scalars::StepScalars;
 
@@ -42,24 +42,17 @@ pub fn blockwise<P: VecElement>(
         a1: a1.as_mut_ptr(),
         a2: a2.as_mut_ptr(),
         blocks,
+        k,
     };
     // SAFETY: the asserts above bound every access of `blocks` whole blocks, and `isa` is
     // only a level that `Isa::available` confirmed (`simd::isa` never returns another).
-    let nonfinite = unsafe {
-        match isa {
-            Isa::Scalar => return (0, 0),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512(&args, k),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2(&args, k),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => return (0, 0),
-        }
-    };
-    (blocks * BLOCK, nonfinite)
+    match unsafe { run(isa, &args) } {
+        Some(nonfinite) => (blocks * BLOCK, nonfinite),
+        None => (0, 0),
+    }
 }
 
-struct Args<P> {
+struct Args<'a, P> {
     p: *mut P,
     g: *const P,
     s1: *mut u8,
@@ -67,18 +60,15 @@ struct Args<P> {
     a1: *mut f32,
     a2: *mut f32,
     blocks: usize,
+    k: &'a StepScalars,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
-unsafe fn avx512<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
-    blocks::<super::avx512::Avx512, P>(a, k)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c,popcnt")]
-unsafe fn avx2<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
-    blocks::<super::avx2::Avx2, P>(a, k)
+impl<P: VecElement> Kernel for Args<'_, P> {
+    type Out = u64;
+    #[inline(always)]
+    unsafe fn run<S: Lanes>(&self) -> u64 {
+        blocks::<S, P>(self, self.k)
+    }
 }
 
 #[inline(always)]

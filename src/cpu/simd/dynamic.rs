@@ -5,19 +5,30 @@
 
 use super::element::VecElement;
 use super::step8::{moments, store_codes, update_param, Consts};
-use super::{Isa, Lanes};
+use super::{run, Isa, Kernel, Lanes};
 use crate::scalars::StepScalars;
 
 /// Elements per call of the lane loop: a multiple of every level's `N`.
 const STRIDE: usize = 16;
 
-struct Args<P> {
+struct Args<'a, P> {
     p: *mut P,
     g: *const P,
     s1: *mut u8,
     s2: *mut u8,
     n: usize,
     old: (f32, f32),
+    pass: Pass,
+    k: &'a StepScalars,
+}
+
+impl<P: VecElement> Kernel for Args<'_, P> {
+    /// `(non-finite count, maxes)`.
+    type Out = (u64, (f32, f32));
+    #[inline(always)]
+    unsafe fn run<S: Lanes>(&self) -> Self::Out {
+        sweep::<S, P>(self, self.pass, self.k)
+    }
 }
 
 /// The two passes: the new maxes, or the update with the `new` maxes and `step_size`.
@@ -46,10 +57,12 @@ pub fn dynamic_max<P: VecElement>(
         s2: s2.as_ptr().cast_mut(),
         n,
         old,
+        pass: Pass::Max,
+        k,
     };
     // SAFETY: the assert bounds every access to `n` elements, the max pass neither reads `p`
     // nor writes anything; `isa` is a level the CPU has.
-    match unsafe { dispatch(isa, &a, Pass::Max, k) } {
+    match unsafe { run(isa, &a) } {
         Some((_, maxes)) => (n, maxes),
         None => (0, (0.0, 0.0)),
     }
@@ -78,40 +91,14 @@ pub fn dynamic_update<P: VecElement>(
         s2: s2.as_mut_ptr(),
         n,
         old,
+        pass: Pass::Update { new, step_size },
+        k,
     };
     // SAFETY: the assert bounds every access to `n` elements; `isa` is a level the CPU has.
-    match unsafe { dispatch(isa, &a, Pass::Update { new, step_size }, k) } {
+    match unsafe { run(isa, &a) } {
         Some((nonfinite, _)) => (n, nonfinite),
         None => (0, 0),
     }
-}
-
-/// The pass at level `isa`: `(non-finite count, maxes)`, or `None` at the scalar level.
-unsafe fn dispatch<P: VecElement>(
-    isa: Isa,
-    a: &Args<P>,
-    pass: Pass,
-    k: &StepScalars,
-) -> Option<(u64, (f32, f32))> {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(avx512(a, pass, k)),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(avx2(a, pass, k)),
-        _ => None,
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
-unsafe fn avx512<P: VecElement>(a: &Args<P>, pass: Pass, k: &StepScalars) -> (u64, (f32, f32)) {
-    sweep::<super::avx512::Avx512, P>(a, pass, k)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c,popcnt")]
-unsafe fn avx2<P: VecElement>(a: &Args<P>, pass: Pass, k: &StepScalars) -> (u64, (f32, f32)) {
-    sweep::<super::avx2::Avx2, P>(a, pass, k)
 }
 
 #[inline(always)]

@@ -3,13 +3,13 @@
 
 use super::element::VecElement;
 use super::step8::{update_param, Consts};
-use super::{Isa, Lanes};
+use super::{run, Isa, Kernel, Lanes};
 use crate::scalars::StepScalars;
 
 /// Elements per call of the lane loop: a multiple of every level's `N`.
 const STRIDE: usize = 16;
 
-struct Args<P> {
+struct Args<'a, P> {
     p: *mut P,
     g: *const P,
     s1: *mut f32,
@@ -17,6 +17,15 @@ struct Args<P> {
     n: usize,
     skip_zeros: bool,
     step_size: f32,
+    k: &'a StepScalars,
+}
+
+impl<P: VecElement> Kernel for Args<'_, P> {
+    type Out = u64;
+    #[inline(always)]
+    unsafe fn run<S: Lanes>(&self) -> u64 {
+        sweep::<S, P>(self, self.k)
+    }
 }
 
 /// Runs the first `len / 16 * 16` elements at level `isa`; returns `(elements done,
@@ -42,32 +51,13 @@ pub fn fp32<P: VecElement>(
         n,
         skip_zeros,
         step_size,
+        k,
     };
     // SAFETY: the assert bounds every access to `n` elements; `isa` is a level the CPU has.
-    let nonfinite = unsafe {
-        match isa {
-            Isa::Scalar => return (0, 0),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512(&a, k),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2(&a, k),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => return (0, 0),
-        }
-    };
-    (n, nonfinite)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
-unsafe fn avx512<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
-    sweep::<super::avx512::Avx512, P>(a, k)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c,popcnt")]
-unsafe fn avx2<P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
-    sweep::<super::avx2::Avx2, P>(a, k)
+    match unsafe { run(isa, &a) } {
+        Some(nonfinite) => (n, nonfinite),
+        None => (0, 0),
+    }
 }
 
 #[inline(always)]

@@ -97,3 +97,43 @@ pub fn force_isa(level: Option<Isa>) -> bool {
         }
     }
 }
+
+/// A kernel written once over [`Lanes`]; [`run`] compiles it for each ISA with that ISA's
+/// target features, so every kernel shares one dispatch.
+pub(crate) trait Kernel {
+    type Out;
+    /// Runs the kernel on `S` lanes (implementations are `#[inline(always)]`, so they take
+    /// the caller's target features).
+    ///
+    /// # Safety
+    /// `S`'s ISA must be enabled, and the kernel's own pointers valid for what it touches.
+    unsafe fn run<S: Lanes>(&self) -> Self::Out;
+}
+
+/// Runs `kernel` at level `isa`, or returns `None` at the scalar level (the caller's scalar
+/// loop then does all the work).
+///
+/// # Safety
+/// `isa` must be available on this CPU (what [`isa`] and [`force_isa`] guarantee), and the
+/// kernel's pointers valid for what it touches.
+pub(crate) unsafe fn run<K: Kernel>(isa: Isa, kernel: &K) -> Option<K::Out> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(run_avx512(kernel)),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(run_avx2(kernel)),
+        _ => None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
+unsafe fn run_avx512<K: Kernel>(kernel: &K) -> K::Out {
+    kernel.run::<avx512::Avx512>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
+unsafe fn run_avx2<K: Kernel>(kernel: &K) -> K::Out {
+    kernel.run::<avx2::Avx2>()
+}

@@ -9,8 +9,8 @@ use super::quantize::{quantize, quantize_linear, signed_code};
 use super::{Isa, Lanes};
 use crate::config::Hyper;
 use crate::cpu::kernels::{
-    blockwise_at, blockwise_scalar, dynamic_reduce_at, dynamic_update_at, dynamic_update_scalar,
-    fp32_update_at, fp32_update_scalar,
+    blockwise, blockwise_scalar, dynamic_reduce, dynamic_update, dynamic_update_scalar,
+    fp32_update, fp32_update_scalar,
 };
 use crate::qmap::{signed_code as scalar_signed_code, SIGNED, UNSIGNED};
 use crate::rng::Rng;
@@ -96,7 +96,7 @@ fn check_dtype<P: VecElement>(bits: fn(P) -> u32) {
                 &k,
             );
             let mut p = p0.clone();
-            let got = blockwise_at(isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k);
+            let got = blockwise(isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k);
             let ctx = format!("{isa:?} round {round} n {n}");
             assert_eq!(got, want, "{ctx}: non-finite count");
             assert_eq!(s1, s1_want, "{ctx}: state1");
@@ -132,7 +132,7 @@ fn check_dynamic<P: VecElement>(bits: fn(P) -> u32) {
                 .collect();
             let old = (rng.value(1e-3).abs(), rng.value(1e-6).abs());
             let ctx = format!("{isa:?} round {round} n {n}");
-            let reduce = |level| dynamic_reduce_at(level, &p0, &g, &s1, &s2, old, false, &k);
+            let reduce = |level| dynamic_reduce(level, &p0, &g, &s1, &s2, old, false, &k);
             let (want, got) = (reduce(Isa::Scalar), reduce(isa));
             assert_eq!(got.max1.to_bits(), want.max1.to_bits(), "{ctx}: max1");
             assert_eq!(got.max2.to_bits(), want.max2.to_bits(), "{ctx}: max2");
@@ -150,7 +150,7 @@ fn check_dynamic<P: VecElement>(bits: fn(P) -> u32) {
                 &k,
             );
             let (mut p, mut s1_got, mut s2_got) = (p0.clone(), s1.clone(), s2.clone());
-            let nf = dynamic_update_at(
+            let nf = dynamic_update(
                 isa,
                 &mut p,
                 &g,
@@ -215,7 +215,7 @@ fn check_fp32_path<P: VecElement>(bits: fn(P) -> u32) {
                 &k,
             );
             let (mut p, mut s1, mut s2) = (p0, s1, s2);
-            let got = fp32_update_at(isa, &mut p, &g, &mut s1, &mut s2, skip_zeros, step_size, &k);
+            let got = fp32_update(isa, &mut p, &g, &mut s1, &mut s2, skip_zeros, step_size, &k);
             let ctx = format!("{isa:?} round {round} n {n}");
             assert_eq!(got, want, "{ctx}: non-finite count");
             let fbits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -237,49 +237,53 @@ fn fp32_path_matches_scalar_for_every_dtype() {
 /// Quantizes `xs` (a multiple of 16 long) at `isa` both ways: the exact quantizer with the sign
 /// rule applied against `m = x` for the signed map, and the linear route (`None` where unsure).
 fn quantize_at(isa: Isa, xs: &[f32], signed: bool) -> Vec<(u8, Option<u8>)> {
-    let mut exact = vec![0u8; xs.len()];
-    let mut linear = vec![0u8; xs.len()];
-    let mut unsure = vec![0u8; xs.len()];
-    let out = (&mut exact[..], &mut linear[..], &mut unsure[..]);
-    // SAFETY: `isa` comes from `levels()`, so the CPU has it; the slices are 16-aligned in length.
-    unsafe {
-        match isa {
-            Isa::Avx512 => q512(xs, out, signed),
-            Isa::Avx2 => q256(xs, out, signed),
-            Isa::Scalar => unreachable!("levels() lists SIMD levels only"),
-        }
-    }
-    (0..xs.len())
-        .map(|i| (exact[i], (unsure[i] == 0).then_some(linear[i])))
+    let mut out = vec![[0u8; 3]; xs.len()];
+    let q = Quantize {
+        xs,
+        out: out.as_mut_ptr().cast(),
+        signed,
+    };
+    // SAFETY: `isa` comes from `levels()`, so the CPU has it; `out` holds 3 bytes per input.
+    unsafe { super::run(isa, &q) }.expect("levels() lists SIMD levels only");
+    out.iter()
+        .map(|&[exact, linear, unsure]| (exact, (unsure == 0).then_some(linear)))
         .collect()
 }
 
-type Outputs<'a> = (&'a mut [u8], &'a mut [u8], &'a mut [u8]);
+/// Per input, three bytes: exact code, linear-route code, linear route unsure (1) or not.
+struct Quantize<'a> {
+    xs: &'a [f32],
+    out: *mut u8,
+    signed: bool,
+}
 
-#[inline(always)]
-unsafe fn q_lanes<S: Lanes>(xs: &[f32], (exact, linear, unsure): Outputs, signed: bool) {
-    let q = if signed { &*SIGNED } else { &*UNSIGNED };
-    let lin = q.linear.as_ref().expect("the linear tables build");
-    for i in (0..xs.len()).step_by(S::N) {
-        let x = S::load(xs.as_ptr().add(i));
-        let c = quantize::<S>(q, x);
-        let c = if signed { signed_code::<S>(c, x) } else { c };
-        S::store_u8(exact.as_mut_ptr().add(i), c);
-        let (c, not_sure) = quantize_linear::<S>(q, lin, x);
-        S::store_u8(linear.as_mut_ptr().add(i), c);
-        let flags = S::select_i(not_sure, S::splat_i(1), S::splat_i(0));
-        S::store_u8(unsure.as_mut_ptr().add(i), flags);
+impl super::Kernel for Quantize<'_> {
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<S: Lanes>(&self) {
+        let q = if self.signed { &*SIGNED } else { &*UNSIGNED };
+        let lin = q.linear.as_ref().expect("the linear tables build");
+        let mut codes = [[0u8; 16]; 3];
+        for i in (0..self.xs.len()).step_by(S::N) {
+            let x = S::load(self.xs.as_ptr().add(i));
+            let c = quantize::<S>(q, x);
+            let c = if self.signed {
+                signed_code::<S>(c, x)
+            } else {
+                c
+            };
+            S::store_u8(codes[0].as_mut_ptr(), c);
+            let (c, not_sure) = quantize_linear::<S>(q, lin, x);
+            S::store_u8(codes[1].as_mut_ptr(), c);
+            let flags = S::select_i(not_sure, S::splat_i(1), S::splat_i(0));
+            S::store_u8(codes[2].as_mut_ptr(), flags);
+            for lane in 0..S::N {
+                for (what, row) in codes.iter().enumerate() {
+                    *self.out.add(3 * (i + lane) + what) = row[lane];
+                }
+            }
+        }
     }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
-unsafe fn q512(xs: &[f32], out: Outputs, signed: bool) {
-    q_lanes::<super::avx512::Avx512>(xs, out, signed)
-}
-
-#[target_feature(enable = "avx2,f16c,popcnt")]
-unsafe fn q256(xs: &[f32], out: Outputs, signed: bool) {
-    q_lanes::<super::avx2::Avx2>(xs, out, signed)
 }
 
 /// Both quantizers lane for lane against their scalar forms: every float within 64 ulps of
