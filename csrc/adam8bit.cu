@@ -204,6 +204,18 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_clip(a8_batch b) {
     a->gnorm_scale = current > clip ? a8_div(clip, current) : 1.0f;
 }
 
+// The end of both 8-bit update passes: the updated parameters (where `finite`), both code
+// arrays, and the warp's non-finite count added to the tensor's.
+__device__ __forceinline__ void a8_finish8(const a8_tensor &T, unsigned long long i, uint32_t lane,
+                                           const float p[8], uint32_t finite, const uint8_t c1[8],
+                                           const uint8_t c2[8], unsigned long long bad) {
+    a8_store8(T.p, T.dtype, i, T.n, p, finite);
+    a8_store_codes(T.s1, i, T.n, c1);
+    a8_store_codes(T.s2, i, T.n, c2);
+    bad = a8_warp_count_sum(bad);
+    if (lane == 0 && bad) atomicAdd(&T.aux->nonfinite, bad);
+}
+
 // ---- blockwise 8-bit (rules 1-6) ----
 
 extern "C" __global__ void __launch_bounds__(256) a8_blockwise(a8_batch b) {
@@ -243,11 +255,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_blockwise(a8_batch b) {
             c1[j] = a8_signed_code(a8_quantize(s.m1, a8_div(m[j], mx1)), m[j]);
             c2[j] = a8_quantize(s.m2, a8_div(v[j], mx2));
         }
-        a8_store8(T.p, T.dtype, i, T.n, p, finite);
-        a8_store_codes(T.s1, i, T.n, c1);
-        a8_store_codes(T.s2, i, T.n, c2);
-        bad = a8_warp_count_sum(bad);
-        if (lane == 0 && bad) atomicAdd(&T.aux->nonfinite, bad);
+        a8_finish8(T, i, lane, p, finite, c1, c2, bad);
     }
 }
 
@@ -362,11 +370,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(a8_batch b) 
             c1[j] = a8_signed_code(a8_quantize(s.m1, m * recip1), m);
             c2[j] = a8_quantize(s.m2, v * recip2);
         }
-        a8_store8(T.p, T.dtype, i, T.n, p, finite);
-        a8_store_codes(T.s1, i, T.n, c1);
-        a8_store_codes(T.s2, i, T.n, c2);
-        bad = a8_warp_count_sum(bad);
-        if (lane == 0 && bad) atomicAdd(&T.aux->nonfinite, bad);
+        a8_finish8(T, i, lane, p, finite, c1, c2, bad);
     }
 }
 
