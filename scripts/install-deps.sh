@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building, packaging and testing libadam8bit's C/C++ side needs, idempotently:
-# apt packages (CMake, pkg-config, valgrind, Open MPI for zero1_mpi) and PyPI packages
+# apt packages (CMake, pkg-config, valgrind, Open MPI for zero1_mpi, an AArch64 cross linker
+# and qemu-user for the NEON kernels' tests) and PyPI packages
 # (matplotlib for scripts/plot_loss.py). Rust comes from rustup (https://rustup.rs).
 # Safe to run repeatedly: it installs only what is missing.
 set -euo pipefail
 
-apt_pkgs=(cmake pkg-config valgrind libopenmpi-dev openmpi-bin build-essential python3-pip)
+apt_pkgs=(cmake pkg-config valgrind libopenmpi-dev openmpi-bin build-essential python3-pip
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of libadam8bit on a fresh machine: installs what is missing, checks
 # formatting and lints, runs the Rust tests (golden vectors, bitsandbytes traces, ABI,
-# checkpoints), the C/C++ programs under ctest (plain and under valgrind, MPI included), the
-# install + find_package/pkg-config consumers, and the LibTorch extension against bitsandbytes.
+# checkpoints), the NEON kernels cross-built for AArch64 under qemu-user, the C/C++ programs
+# under ctest (plain and under valgrind, MPI included), the install + find_package/pkg-config
+# consumers, and the LibTorch extension against bitsandbytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%T)"; }
 
 step "dependencies"
 scripts/install-deps.sh
@@ -24,6 +25,9 @@ cargo test --locked
 
 step "SIMD quantizer route against the exact quantizer on every float in [-2, 2] (release)"
 cargo test --release --locked --lib qmap::linear
+
+step "AArch64: NEON kernels under qemu-user"
+scripts/test-aarch64.sh
 
 step "C and C++ programs (ctest)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release

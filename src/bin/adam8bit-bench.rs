@@ -1,4 +1,4 @@
-//! `cargo run --release --bin adam8bit-bench [-- --quick] [--isa scalar|avx2|avx512]`: the CPU step against the machine's
+//! `cargo run --release --bin adam8bit-bench [-- --quick] [--isa scalar|avx2|avx512|neon]`: the CPU step against the machine's
 //! memory speed (issue 7). In one run: the in-place read-modify-write bandwidth
 //! (`a[i] += s*b[i]`, 12 bytes per element) at each thread count, then `bnb_adam8bit_step` for
 //! fp32/bf16/fp16 parameters at 2^20, 2^24, 2^26 elements (8-bit blockwise states; at the
@@ -213,7 +213,7 @@ fn main() {
         let isa = adam8bit::cpu::simd::Isa::ALL
             .into_iter()
             .find(|i| format!("{i:?}").eq_ignore_ascii_case(level))
-            .unwrap_or_else(|| panic!("--isa takes scalar, avx2 or avx512, not {level}"));
+            .unwrap_or_else(|| panic!("--isa takes scalar, avx2, avx512 or neon, not {level}"));
         assert!(
             adam8bit::cpu::simd::force_isa(Some(isa)),
             "this CPU lacks {isa:?}"

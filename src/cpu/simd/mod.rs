@@ -1,6 +1,7 @@
 //! Explicit SIMD for the CPU sweeps (blockwise and non-blockwise 8-bit, 32-bit): generic kernels
-//! written against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes) and AVX2 (8 lanes).
-//! The ISA is chosen at run time (`is_x86_feature_detected!`); tests can force any available
+//! written against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes), AVX2 (8 lanes)
+//! and, on AArch64, NEON (4 lanes). The ISA is chosen at run time (`is_x86_feature_detected!`,
+//! `is_aarch64_feature_detected!`); tests can force any available
 //! level with [`force_isa`]. Every lane does exactly the scalar operations of `math.rs` in the
 //! same order (no FMA, correctly rounded `/` and `sqrt`), so all levels are bit-identical.
 
@@ -13,6 +14,8 @@ mod dynamic;
 mod element;
 mod fp32;
 mod lanes;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod quantize;
 mod step8;
 #[cfg(test)]
@@ -32,10 +35,12 @@ pub enum Isa {
     Scalar,
     Avx2,
     Avx512,
+    Neon,
 }
 
 impl Isa {
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+    /// In discriminant order.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
 
     /// Whether this CPU can run the level.
     pub fn available(self) -> bool {
@@ -54,7 +59,9 @@ impl Isa {
                     && is_x86_feature_detected!("avx512dq")
                     && is_x86_feature_detected!("popcnt")
             }
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
@@ -71,7 +78,7 @@ static CHOSEN: AtomicU8 = AtomicU8::new(0);
 pub fn isa() -> Isa {
     match CHOSEN.load(Ordering::Relaxed) {
         0 => {
-            let best = [Isa::Avx512, Isa::Avx2]
+            let best = [Isa::Avx512, Isa::Avx2, Isa::Neon]
                 .into_iter()
                 .find(|i| i.available())
                 .unwrap_or(Isa::Scalar);
@@ -122,6 +129,8 @@ pub(crate) unsafe fn run<K: Kernel>(isa: Isa, kernel: &K) -> Option<K::Out> {
         Isa::Avx512 => Some(run_avx512(kernel)),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => Some(run_avx2(kernel)),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Some(run_neon(kernel)),
         _ => None,
     }
 }
@@ -136,4 +145,10 @@ unsafe fn run_avx512<K: Kernel>(kernel: &K) -> K::Out {
 #[target_feature(enable = "avx2,f16c,popcnt")]
 unsafe fn run_avx2<K: Kernel>(kernel: &K) -> K::Out {
     kernel.run::<avx2::Avx2>()
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn run_neon<K: Kernel>(kernel: &K) -> K::Out {
+    kernel.run::<neon::Neon>()
 }

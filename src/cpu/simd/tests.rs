@@ -38,10 +38,16 @@ impl Inputs for Rng {
 }
 
 fn levels() -> Vec<Isa> {
-    let l: Vec<Isa> = [Isa::Avx2, Isa::Avx512]
+    let l: Vec<Isa> = Isa::ALL
         .into_iter()
-        .filter(|i| i.available())
+        .filter(|&i| i != Isa::Scalar && i.available())
         .collect();
+    // Every AArch64 CPU has NEON and every x86-64 CPU this crate is tested on has AVX2: an
+    // empty list would make the comparisons below pass without comparing anything.
+    #[cfg(target_arch = "aarch64")]
+    assert!(l.contains(&Isa::Neon), "NEON not detected");
+    #[cfg(target_arch = "x86_64")]
+    assert!(l.contains(&Isa::Avx2), "AVX2 not detected");
     eprintln!("SIMD levels tested against scalar: {l:?}");
     l
 }
