@@ -17,11 +17,11 @@ scripts/install-nvcc.sh
 export ADAM8BIT_REQUIRE_CUDA=1
 
 step "formatting and lints"
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Rust tests"
-cargo test --locked
+cargo test --locked --workspace
 
 step "SIMD quantizer route against the exact quantizer on every float in [-2, 2] (release)"
 cargo test --release --locked --lib qmap::linear

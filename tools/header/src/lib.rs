@@ -1,0 +1,1 @@
+//! No library code: the check is `tests/header.rs` (`cargo test -p adam8bit-header`).
