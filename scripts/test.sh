@@ -24,7 +24,8 @@ step "Rust tests"
 cargo test --locked --workspace
 
 step "SIMD quantizer route against the exact quantizer on every float in [-2, 2]"
-ADAM8BIT_EXHAUSTIVE=1 cargo test --locked --lib qmap::linear
+# --workspace keeps the feature set of the step above, so its test binary is reused.
+ADAM8BIT_EXHAUSTIVE=1 cargo test --locked --workspace --lib qmap::linear
 
 step "AArch64: NEON kernels under qemu-user"
 scripts/test-aarch64.sh
