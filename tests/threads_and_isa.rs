@@ -52,15 +52,6 @@ fn run() -> Vec<u8> {
     out
 }
 
-fn encode(dtype: bnb_dtype_t, xs: impl Iterator<Item = f32>) -> Vec<u8> {
-    xs.flat_map(|x| match dtype {
-        BNB_DTYPE_F32 => x.to_le_bytes().to_vec(),
-        BNB_DTYPE_F16 => half::f16::from_f32(x).to_le_bytes().to_vec(),
-        _ => half::bf16::from_f32(x).to_le_bytes().to_vec(),
-    })
-    .collect()
-}
-
 #[test]
 fn every_isa_and_thread_count_gives_the_same_bits() {
     assert!(force_isa(Some(Isa::Scalar)));

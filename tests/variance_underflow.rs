@@ -19,10 +19,6 @@ use adam8bit::ffi::types::*;
 /// Element 1 of a block whose element 0 carries the block's largest gradient.
 const N: u64 = 4096;
 
-fn f32_bytes(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 /// Two steps: gradients 1 and 1e-4 on elements 0 and 1, then 1 on element 0 only. Returns
 /// element 1's parameter after each step, and its state codes after the first when no options (8-bit states) were given.
 fn two_steps(options: Option<&bnb_param_options_t>) -> (f32, f32, Option<(u8, u8)>) {
@@ -31,16 +27,16 @@ fn two_steps(options: Option<&bnb_param_options_t>) -> (f32, f32, Option<(u8, u8
         Some(o) => h.add_ex(N, BNB_DTYPE_F32, o),
         None => h.add(N, BNB_DTYPE_F32),
     };
-    let mut p = f32_bytes(&vec![0.0; N as usize]);
+    let mut p = encode(BNB_DTYPE_F32, (0..N).map(|_| 0.0));
     let mut g = vec![0f32; N as usize];
     (g[0], g[1]) = (1.0, 1e-4);
-    h.step(id, &mut p, &f32_bytes(&g));
+    h.step(id, &mut p, &encode(BNB_DTYPE_F32, g.iter().copied()));
     let after_first = f32s(&p)[1];
     let codes = options
         .is_none()
         .then(|| (h.read(id, BNB_STATE1)[1], h.read(id, BNB_STATE2)[1]));
     g[1] = 0.0;
-    h.step(id, &mut p, &f32_bytes(&g));
+    h.step(id, &mut p, &encode(BNB_DTYPE_F32, g.iter().copied()));
     (after_first, f32s(&p)[1], codes)
 }
 

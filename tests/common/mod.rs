@@ -79,6 +79,16 @@ pub fn f32s(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Values as little-endian elements of `dtype` (rounded to nearest even for f16/bf16).
+pub fn encode(dtype: bnb_dtype_t, xs: impl Iterator<Item = f32>) -> Vec<u8> {
+    xs.flat_map(|x| match dtype {
+        BNB_DTYPE_F32 => x.to_le_bytes().to_vec(),
+        BNB_DTYPE_F16 => half::f16::from_f32(x).to_le_bytes().to_vec(),
+        _ => half::bf16::from_f32(x).to_le_bytes().to_vec(),
+    })
+    .collect()
+}
+
 pub fn i64s(b: &[u8]) -> Vec<i64> {
     b.chunks_exact(8)
         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
