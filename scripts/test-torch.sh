@@ -23,7 +23,7 @@ torch_dir="$("$venv/bin/python" -c 'import torch, os; print(os.path.dirname(torc
 nvcc="$(scripts/install-nvcc.sh)"
 cuda_inc="$(dirname "$(dirname "$nvcc")")/include"
 abi="$("$venv/bin/python" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')"
-cargo build --release --locked
+cargo build --release --locked --lib
 out=target/torch
 mkdir -p "$out"
 g++ -std=c++20 -O2 -shared -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -Wall \
