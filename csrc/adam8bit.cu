@@ -1,5 +1,10 @@
 // adam8bit.cu: the CUDA kernels of every path, thin sweeps over the per-element math of
-// adam8bit_math.cuh. src/cuda/step.rs issues them in order (see its comment for the sequence).
+// adam8bit_math.cuh. src/cuda/mod.rs issues them in order (see its comment for the sequence).
+//
+// Every kernel takes the launch's a8_batch (about 19 KB) by value as __grid_constant__: kernels
+// index into it with run-time tensor indices, and without the qualifier the compiler may copy
+// the whole parameter into each thread's local memory (`-Xptxas -v`: 0-byte stack frames; the
+// 400 bytes of a8_finalize_clip are its sorted history).
 //
 // Geometry (all kernels): a warp owns one 256-element block at a time, 8 consecutive elements per
 // lane; warps of a persistent grid walk the launch's work list (the concatenated blocks of up to
@@ -134,7 +139,7 @@ __device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T) {
 
 // ---- zeroing of the per-step accumulators (one launch per step, before everything else) ----
 
-extern "C" __global__ void a8_prepare(a8_batch b) {
+extern "C" __global__ void a8_prepare(const __grid_constant__ a8_batch b) {
     for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < b.count; i += gridDim.x * blockDim.x) {
         a8_aux *a = b.t[i].aux;
         a->nonfinite = 0;
@@ -147,7 +152,7 @@ extern "C" __global__ void a8_prepare(a8_batch b) {
 
 // ---- percentile clipping (rule 11): sum of squares of the finite raw gradient ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_grad_norm(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_grad_norm(const __grid_constant__ a8_batch b) {
     const uint32_t lane = threadIdx.x % 32;
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[a8_owner(b, w)];
@@ -181,7 +186,7 @@ __device__ double a8_block_sum(const double *partial, unsigned long long count, 
 }
 
 // Grid = one 256-thread block per tensor of the launch.
-extern "C" __global__ void __launch_bounds__(256) a8_finalize_clip(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_finalize_clip(const __grid_constant__ a8_batch b) {
     const a8_tensor &T = b.t[blockIdx.x];
     unsigned long long blocks = (T.n + A8_BLOCK - 1) / A8_BLOCK;
     double sum = a8_block_sum(T.partial, blocks, 1);
@@ -218,7 +223,7 @@ __device__ __forceinline__ void a8_finish8(const a8_tensor &T, unsigned long lon
 
 // ---- blockwise 8-bit (rules 1-6) ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_constant__ a8_batch b) {
     __shared__ a8_shared_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
@@ -261,7 +266,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_blockwise(a8_batch b) {
 
 // ---- non-blockwise 8-bit (rule 10): reduction pass, finalize, update pass ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(const __grid_constant__ a8_batch b) {
     __shared__ a8_shared_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
@@ -308,7 +313,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(a8_batch b) 
 
 // Grid = one 256-thread block per tensor. The update scale of max_unorm (rules 9, 10) and, for
 // the non-blockwise path, the swap of old and new scales.
-extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __grid_constant__ a8_batch b) {
     const a8_tensor &T = b.t[blockIdx.x];
     a8_aux *a = T.aux;
     const bool unorm = T.flags & A8_UNORM;
@@ -337,7 +342,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(a8_batch b)
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid_constant__ a8_batch b) {
     __shared__ a8_shared_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
@@ -376,7 +381,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(a8_batch b) 
 
 // ---- 32-bit (rule 9): optional reduction for max_unorm, then the update ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(const __grid_constant__ a8_batch b) {
     const uint32_t lane = threadIdx.x % 32;
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[a8_owner(b, w)];
@@ -401,7 +406,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(a8_batch b) {
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_update(a8_batch b) {
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update(const __grid_constant__ a8_batch b) {
     const uint32_t lane = threadIdx.x % 32;
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[a8_owner(b, w)];

@@ -49,6 +49,7 @@ static void test_defaults(void) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         bnb_adam8bit_config_t p;
         memset(&p, 0, sizeof p);
+        p.struct_size = sizeof p; /* outputs are written up to the caller's struct_size */
         EXPECT_OK(bnb_adam8bit_config_preset(presets[i].p, &p));
         EXPECT(p.struct_size == sizeof p && p.lr == 1e-3 && p.beta2 == 0.999);
         EXPECT(p.weight_decay == presets[i].wd && p.is_paged == presets[i].paged);
@@ -66,7 +67,7 @@ static void test_params_and_sizes(void) {
     bnb_device_t dev = -1;
     EXPECT_OK(bnb_adam8bit_get_device(h, &dev));
     EXPECT(dev == BNB_DEVICE_CPU);
-    bnb_adam8bit_config_t back;
+    bnb_adam8bit_config_t back = {.struct_size = sizeof back};
     EXPECT_OK(bnb_adam8bit_get_config(h, &back));
     EXPECT(back.lr == cfg.lr && back.beta1 == cfg.beta1 && back.min_8bit_size == 4096);
 

@@ -273,6 +273,17 @@ static void struct_sizes(void) {
     bnb_adam8bit_t *sentinel = (bnb_adam8bit_t *)&F, *out = sentinel;
     MISUSE(BNB_ERR_UNSUPPORTED, bnb_adam8bit_create(&bigger.c, BNB_DEVICE_CPU, 0, &out));
     EXPECT(out == sentinel);
+    /* The config's reserved tail bytes must be zero, its bools 0 or 1. */
+    c = bnb_adam8bit_config_default();
+    c.reserved[0] = 1;
+    MISUSE(BNB_ERR_UNSUPPORTED, create_with(c, BNB_DEVICE_CPU, 0));
+    c = bnb_adam8bit_config_default();
+    memset(&c.block_wise, 2, 1);
+    MISUSE(INVALID, create_with(c, BNB_DEVICE_CPU, 0));
+    /* Outputs need the caller's struct_size. */
+    c.struct_size = 0;
+    MISUSE(INVALID, bnb_adam8bit_get_config(F.h, &c));
+    MISUSE(INVALID, bnb_adam8bit_config_preset(BNB_PRESET_ADAM8BIT, &c));
     bnb_param_options_t o = bnb_param_options_default();
     o.struct_size = sizeof o - 8;
     MISUSE(INVALID, bnb_adam8bit_add_param_ex(F.h, 10, BNB_DTYPE_F32, &o, &u));

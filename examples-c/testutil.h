@@ -84,7 +84,7 @@ static void snap_put(snapshot_t *s, const void *p, size_t n) {
 
 static snapshot_t snapshot(const bnb_adam8bit_t *h) {
     snapshot_t s = {NULL, 0, 0};
-    bnb_adam8bit_config_t c;
+    bnb_adam8bit_config_t c = bnb_adam8bit_config_default();
     uint32_t n = 0;
     REQUIRE_OK(bnb_adam8bit_get_config(h, &c));
     snap_put(&s, &c.lr, sizeof c.lr);

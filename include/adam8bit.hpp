@@ -157,11 +157,13 @@ public:
     ~Optimizer() { bnb_adam8bit_destroy(h_); }
     Optimizer(const Optimizer &) = delete;
     Optimizer &operator=(const Optimizer &) = delete;
-    Optimizer(Optimizer &&other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
+    Optimizer(Optimizer &&other) noexcept
+        : h_(std::exchange(other.h_, nullptr)), shapes_(std::move(other.shapes_)) {}
     Optimizer &operator=(Optimizer &&other) noexcept {
         if (this != &other) {
             bnb_adam8bit_destroy(h_);
             h_ = std::exchange(other.h_, nullptr);
+            shapes_ = std::move(other.shapes_);
         }
         return *this;
     }
@@ -174,6 +176,7 @@ public:
                             const ParamOptions &options = ParamOptions()) {
         std::uint32_t id = 0;
         check(bnb_adam8bit_add_param_ex(live(), numel, dtype, &options.c(), &id));
+        if (id == shapes_.size()) shapes_.push_back(Shape{numel, dtype});
         return id;
     }
     std::uint32_t num_params() const {
@@ -272,12 +275,21 @@ private:
         if (!h_) throw Error(BNB_ERR_INVALID_ARGUMENT, "use of a moved-from adam8bit::Optimizer");
         return h_;
     }
+    // Sizes are checked against what add_param registered, without a library call per item:
+    // param_info on a CUDA handle synchronises the device. Parameters registered through get()
+    // are looked up with param_info.
     void check_numel(std::uint32_t id, std::size_t p, std::size_t g, bnb_dtype_t dtype) const {
-        bnb_param_info_t i = info(id);
-        if (p != i.numel || g != i.numel || dtype != i.dtype)
+        Shape s;
+        if (id < shapes_.size()) {
+            s = shapes_[id];
+        } else {
+            bnb_param_info_t i = info(id);
+            s = Shape{i.numel, i.dtype};
+        }
+        if (p != s.numel || g != s.numel || dtype != s.dtype)
             throw Error(BNB_ERR_INVALID_ARGUMENT,
-                        "parameter " + std::to_string(id) + " has " + std::to_string(i.numel) +
-                            " elements of dtype " + std::to_string(i.dtype) + "; got param " +
+                        "parameter " + std::to_string(id) + " has " + std::to_string(s.numel) +
+                            " elements of dtype " + std::to_string(s.dtype) + "; got param " +
                             std::to_string(p) + ", grad " + std::to_string(g) +
                             " elements of dtype " + std::to_string(dtype));
     }
@@ -287,7 +299,12 @@ private:
         check(bnb_adam8bit_step(live(), id, p, g, nullptr));
     }
 
+    struct Shape {
+        std::uint64_t numel;
+        bnb_dtype_t dtype;
+    };
     bnb_adam8bit_t *h_ = nullptr;
+    std::vector<Shape> shapes_;  // by id, for the parameters add_param registered
 };
 
 // The contiguous slice [offset, offset + len) of a flattened tensor that `rank` of `world` owns

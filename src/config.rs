@@ -88,7 +88,10 @@ impl Config {
         }
         check_hyper(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay)?;
         if !non_negative_finite(self.max_unorm) {
-            invalid!("max_unorm must be finite and >= 0 (got {})", self.max_unorm);
+            invalid!(
+                "max_unorm must be >= 0 and at most f32::MAX (got {})",
+                self.max_unorm
+            );
         }
         if !(1..=100).contains(&self.percentile_clipping) {
             invalid!(
@@ -113,22 +116,24 @@ fn check_hyper(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> 
         }
     }
     if !non_negative_finite(eps) {
-        invalid!("eps must be finite and >= 0 (got {eps})");
+        invalid!("eps must be >= 0 and at most f32::MAX (got {eps})");
     }
     if !non_negative_finite(weight_decay) {
-        invalid!("weight_decay must be finite and >= 0 (got {weight_decay})");
+        invalid!("weight_decay must be >= 0 and at most f32::MAX (got {weight_decay})");
     }
     Ok(())
 }
 
 /// False for NaN, infinities and negative values.
+/// `x >= 0` and finite as an f32: the kernels compute in f32, where a larger value would turn
+/// every update into an infinity.
 fn non_negative_finite(x: f64) -> bool {
-    x.is_finite() && x >= 0.0
+    x >= 0.0 && x <= f32::MAX as f64
 }
 
 pub fn check_lr(lr: f64) -> Result<()> {
     if !non_negative_finite(lr) {
-        invalid!("lr must be finite and >= 0 (got {lr})");
+        invalid!("lr must be >= 0 and at most f32::MAX (got {lr})");
     }
     Ok(())
 }
@@ -175,6 +180,31 @@ pub struct Shard {
     pub offset: u64,
 }
 
+impl Shard {
+    /// Why `[offset, offset + numel)` is not a slice that steps like the same elements of
+    /// the full tensor, if it is not: it must lie inside the tensor and cut it only at
+    /// 256-element block boundaries, so that every block of the shard is a whole block of the
+    /// tensor (or its last, partial one).
+    pub fn check_slice(&self, numel: u64) -> std::result::Result<(), String> {
+        let end = self.offset.checked_add(numel);
+        let inside = end.is_some_and(|end| end <= self.full_numel);
+        let aligned = self.offset.is_multiple_of(BLOCKSIZE)
+            && end.is_some_and(|end| end == self.full_numel || end.is_multiple_of(BLOCKSIZE));
+        if inside && aligned {
+            return Ok(());
+        }
+        let what = if inside {
+            format!("does not start and end on {BLOCKSIZE}-element block boundaries")
+        } else {
+            "exceeds the tensor".into()
+        };
+        Err(format!(
+            "shard [{}, {} + {numel}) of a {}-element tensor {what}",
+            self.offset, self.offset, self.full_numel
+        ))
+    }
+}
+
 impl ParamOverrides {
     /// The hyper-parameters this parameter steps with, checked like the handle's.
     pub fn resolve(&self, cfg: &Config) -> Result<Hyper> {
@@ -193,7 +223,7 @@ impl ParamOverrides {
         )?;
         if let Some(scale) = self.lr_scale {
             if !non_negative_finite(scale) {
-                invalid!("lr_scale must be finite and >= 0 (got {scale})");
+                invalid!("lr_scale must be >= 0 and at most f32::MAX (got {scale})");
             }
         }
         Ok(hyper)

@@ -77,8 +77,10 @@ thread_local! {
 }
 
 /// Records `message` as this thread's last error message (interior NULs become spaces).
+/// During thread exit, after the thread-local is destroyed (a call from a C++ `thread_local`
+/// destructor), the message is dropped: `with` would panic outside any guard.
 pub fn set_last_message(message: &str) {
-    LAST_MESSAGE.with(|m| {
+    let _ = LAST_MESSAGE.try_with(|m| {
         let mut m = m.borrow_mut();
         if message.is_empty() && m.is_empty() {
             return;
@@ -86,13 +88,15 @@ pub fn set_last_message(message: &str) {
         m.clear();
         m.extend(message.bytes().map(|b| if b == 0 { b' ' } else { b }));
         m.push(0);
-    })
+    });
 }
 
 /// Pointer to this thread's last message; valid until the next library call on this thread.
 pub fn last_message_ptr() -> *const std::ffi::c_char {
-    LAST_MESSAGE.with(|m| match m.borrow().as_slice() {
-        [] => c"".as_ptr(),
-        bytes => bytes.as_ptr().cast(),
-    })
+    LAST_MESSAGE
+        .try_with(|m| match m.borrow().as_slice() {
+            [] => c"".as_ptr(),
+            bytes => bytes.as_ptr().cast(),
+        })
+        .unwrap_or(c"(no message: the calling thread is exiting)".as_ptr())
 }

@@ -92,6 +92,14 @@ pub struct Optimizer {
     scratch: StepScratch,
 }
 
+impl Drop for Optimizer {
+    fn drop(&mut self) {
+        // A step enqueued on the caller's stream may still be reading the state and kernels
+        // that are about to be freed.
+        let _ = self.sync_device();
+    }
+}
+
 #[derive(Default)]
 struct StepScratch {
     cpu: cpu::Scratch,
@@ -180,23 +188,7 @@ impl Optimizer {
     /// A shard steps exactly like the same slice of the full tensor only where every output
     /// depends on its own 256-element blocks alone.
     pub(crate) fn check_shard(&self, s: Shard, numel: u64, path: Path) -> Result<()> {
-        if !s.offset.is_multiple_of(BLOCKSIZE) {
-            invalid!(
-                "shard offset {} is not a multiple of the {BLOCKSIZE}-element block",
-                s.offset
-            );
-        }
-        if s.offset
-            .checked_add(numel)
-            .is_none_or(|end| end > s.full_numel)
-        {
-            invalid!(
-                "shard [{}, {}+{numel}) exceeds full_numel {}",
-                s.offset,
-                s.offset,
-                s.full_numel
-            );
-        }
+        s.check_slice(numel).map_err(Error::InvalidArgument)?;
         if path == Path::Dynamic8 {
             return Err(Error::Unsupported(
                 "a shard cannot use the non-blockwise path: its scale is a max over the whole tensor".into(),
@@ -328,9 +320,12 @@ impl Optimizer {
         self.check_state_len(id, kind, src.len())?;
         self.sync_device()?;
         match &mut self.param_mut(id)?.state {
-            Storage::Host(h) => h.write(kind, src),
-            Storage::Device(d) => d.write(kind, src),
+            Storage::Host(h) => h.write(kind, src)?,
+            Storage::Device(d) => d.write(kind, src)?,
         }
+        // A copy from pageable host memory may return before the device has it; the next step
+        // may be enqueued on a stream that does not wait for the copy's.
+        self.sync_device()
     }
 
     /// Waits for the device of a CUDA handle (state copies must not race a queued step).
@@ -484,6 +479,17 @@ impl Optimizer {
                 }
                 ranges.push((ptr, ptr + bytes, what, it.id));
             }
+        }
+        // The items are read again after the sweep; a parameter must not overwrite them.
+        let (list, list_end) = (items.as_ptr() as usize, items.as_ptr_range().end as usize);
+        if let Some(r) = ranges
+            .iter()
+            .find(|r| r.2 == "param" && r.0 < list_end && list < r.1)
+        {
+            invalid!(
+                "the items array lies inside the param buffer of parameter {}",
+                r.3
+            );
         }
         ranges.sort_unstable();
         for w in ranges.windows(2) {

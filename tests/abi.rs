@@ -126,6 +126,16 @@ fn bad_configs_are_rejected_with_a_message() {
             BNB_ERR_INVALID_ARGUMENT,
         ),
         (
+            "lr beyond f32",
+            Box::new(|c| c.lr = 1e39),
+            BNB_ERR_INVALID_ARGUMENT,
+        ),
+        (
+            "weight_decay beyond f32",
+            Box::new(|c| c.weight_decay = 4e38),
+            BNB_ERR_INVALID_ARGUMENT,
+        ),
+        (
             "eps < 0",
             Box::new(|c| c.eps = -1.0),
             BNB_ERR_INVALID_ARGUMENT,
@@ -237,6 +247,70 @@ fn a_larger_struct_from_a_newer_caller_is_accepted_only_with_zero_unknown_fields
     assert_eq!(create(&n.cfg), BNB_OK);
     n.future = 1;
     assert_eq!(create(&n.cfg), BNB_ERR_UNSUPPORTED);
+}
+
+#[test]
+fn reserved_bytes_and_bools_of_a_config_are_checked_before_it_is_read() {
+    let base = bnb_adam8bit_config_default();
+    assert_eq!(base.reserved, [0; 4]);
+    let mut c = base;
+    c.reserved[3] = 1;
+    assert_eq!(create(&c), BNB_ERR_UNSUPPORTED);
+    assert!(message().contains("does not know"), "{}", message());
+    // A C caller can put any byte in a bool field; Rust may not read it as a bool.
+    let offset = std::mem::offset_of!(bnb_adam8bit_config_t, is_paged);
+    let mut raw = [0u8; std::mem::size_of::<bnb_adam8bit_config_t>()];
+    unsafe { std::ptr::write_unaligned(raw.as_mut_ptr().cast(), base) };
+    raw[offset] = 2;
+    let mut h: *mut bnb_adam8bit_t = null_mut();
+    expect(
+        unsafe { bnb_adam8bit_create(raw.as_ptr().cast(), BNB_DEVICE_CPU, 0, &mut h) },
+        BNB_ERR_INVALID_ARGUMENT,
+    );
+    assert!(message().contains("is_paged is 2"), "{}", message());
+    assert!(h.is_null());
+}
+
+#[test]
+fn config_outputs_write_at_most_the_callers_struct_size() {
+    let h = Handle::new(&bnb_adam8bit_config_default());
+    // An older caller's smaller struct: only its bytes are written, the rest untouched.
+    let mut raw = [0xAAu8; std::mem::size_of::<bnb_adam8bit_config_t>()];
+    raw[..8].copy_from_slice(&16u64.to_ne_bytes());
+    ok(unsafe { bnb_adam8bit_get_config(h.0, raw.as_mut_ptr().cast()) });
+    assert_eq!(u64::from_ne_bytes(raw[..8].try_into().unwrap()), 16);
+    assert_eq!(f64::from_ne_bytes(raw[8..16].try_into().unwrap()), 1e-3);
+    assert!(raw[16..].iter().all(|&b| b == 0xAA));
+    // A newer caller's larger struct: ours is written and struct_size says how much.
+    #[repr(C)]
+    struct Newer {
+        cfg: bnb_adam8bit_config_t,
+        future: u64,
+    }
+    let mut n = Newer {
+        cfg: bnb_adam8bit_config_default(),
+        future: 7,
+    };
+    n.cfg.struct_size = std::mem::size_of::<Newer>() as u64;
+    n.cfg.lr = 0.5;
+    ok(unsafe { bnb_adam8bit_config_preset(BNB_PRESET_ADAMW8BIT, &mut n.cfg) });
+    assert_eq!(n.cfg, {
+        let mut c = bnb_adam8bit_config_default();
+        c.weight_decay = 0.01;
+        c
+    });
+    assert_eq!(n.future, 7);
+    // struct_size left unset (0) or implausible is an error, and nothing is written.
+    let mut c = bnb_adam8bit_config_default();
+    for size in [0u64, 7, 1 << 40] {
+        c.struct_size = size;
+        c.lr = 0.25;
+        expect(
+            unsafe { bnb_adam8bit_get_config(h.0, &mut c) },
+            BNB_ERR_INVALID_ARGUMENT,
+        );
+        assert_eq!((c.struct_size, c.lr), (size, 0.25));
+    }
 }
 
 #[test]
@@ -354,6 +428,20 @@ fn rejected_steps_change_nothing() {
             inv,
         );
         expect(bnb_adam8bit_step_many(h.0, null(), 2, null_mut()), inv);
+        // the items array inside a parameter it would update, or misaligned
+        let it = items(&mut pa, &mut pb);
+        let inside = pa.as_mut_ptr().add(64).cast::<bnb_step_item_t>();
+        assert!(inside.is_aligned());
+        std::ptr::copy_nonoverlapping(it.as_ptr(), inside, 2);
+        expect(bnb_adam8bit_step_many(h.0, inside, 2, null_mut()), inv);
+        let misaligned = inside.cast::<u8>().add(1).cast::<bnb_step_item_t>();
+        std::ptr::copy(
+            inside.cast::<u8>(),
+            misaligned.cast::<u8>(),
+            2 * size_of_val(&it[0]),
+        );
+        expect(bnb_adam8bit_step_many(h.0, misaligned, 2, null_mut()), inv);
+        pa.copy_from_slice(&pa_before);
         // an empty step is fine and changes nothing either
         expect(bnb_adam8bit_step_many(h.0, null(), 0, null_mut()), BNB_OK);
     }
@@ -586,6 +674,10 @@ fn per_parameter_overrides_equal_a_handle_with_those_values() {
         },
         |o: &mut bnb_param_options_t| {
             (o.flags, o.shard_full_numel, o.shard_offset) = (BNB_OPT_SHARD, 1000, 512)
+        },
+        // ends mid-block, before the end of the tensor
+        |o: &mut bnb_param_options_t| {
+            (o.flags, o.shard_full_numel, o.shard_offset) = (BNB_OPT_SHARD, 10_000, 0)
         },
     ] {
         let mut o = bnb_param_options_default();

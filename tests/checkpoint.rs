@@ -447,6 +447,11 @@ fn shard_range_arguments_are_checked() {
     // 300 elements = 2 blocks over 3 ranks: rank 2 is empty.
     assert_eq!(shard_range(300, 1, 3), (256, 44));
     assert_eq!(shard_range(300, 2, 3), (300, 0));
+    // Near 2^64 the bounds must not wrap.
+    assert_eq!(shard_range(u64::MAX, 0, 1), (0, u64::MAX));
+    let half = (u64::MAX / 256).div_ceil(2) * 256;
+    assert_eq!(shard_range(u64::MAX, 0, 2), (0, half));
+    assert_eq!(shard_range(u64::MAX, 1, 2), (half, u64::MAX - half));
 }
 
 /// The other arrays: `max1`/`max2` (non-blockwise), `gnorm_vec` (percentile clipping),

@@ -221,6 +221,12 @@ fn merge_and_split_match_the_runs() {
             );
         }
     }
+    // world 0 and worlds past the limit are refused before anything is read or written.
+    for world in [0, u32::MAX] {
+        let prefix = dir.join("huge");
+        assert_eq!(split(&full_path, world, &prefix), BNB_ERR_INVALID_ARGUMENT);
+        assert!(!part(&prefix, 0, world).exists());
+    }
     // A shard checkpoint cannot be split again, and a full one is not a shard to merge.
     assert_eq!(
         split(&dir.join("run2.0.safetensors"), 2, &dir.join("x")),

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -11,20 +12,23 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {what}: {e}", path.display()))
 }
 
-/// `<name>.<pid>.tmp` beside `path`: the same directory, so the rename cannot cross file
-/// systems, and one per process, so concurrent savers never write into each other's file.
+/// `<name>.<pid>.<n>.tmp` beside `path`: the same directory, so the rename cannot cross file
+/// systems, and one per call (process id and a per-process counter), so concurrent savers,
+/// threads of one process included, never write into each other's file.
 fn temp_path(path: &Path) -> Result<PathBuf> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .ok_or_else(|| Error::InvalidArgument(format!("{}: not a file name", path.display())))?;
     let mut tmp = name.to_os_string();
-    tmp.push(format!(".{}.tmp", std::process::id()));
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
     Ok(path.with_file_name(tmp))
 }
 
 /// Replaces `path` by what `write` puts into a fresh file: a crash at any moment leaves
 /// either the old file or the complete new one (and possibly a stray temporary beside it:
-/// ours, `<name>.<pid>.tmp`, or the safetensors writer's `.tmp*`).
+/// ours, `<name>.<pid>.<n>.tmp`, or the safetensors writer's `.tmp*`).
 pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temp_path(path)?;
     let written = write(&tmp).and_then(|()| {

@@ -15,7 +15,6 @@ use safetensors::SafeTensors;
 use super::crc32::crc32;
 use super::manifest::{path_name, Manifest, ParamEntry, FORMAT_VERSION};
 use super::{kinds, Checkpoint, ParamRecord};
-use crate::config::BLOCKSIZE;
 use crate::error::{Error, Result};
 use crate::qmap::{SIGNED_BITS, UNSIGNED_BITS};
 use crate::state::{as_bytes, StateKind};
@@ -112,6 +111,9 @@ fn st_error(e: safetensors::SafeTensorError) -> Error {
         safetensors::SafeTensorError::IoError(io) => {
             Error::Io(format!("writing the checkpoint failed: {io}"))
         }
+        safetensors::SafeTensorError::HeaderTooLarge => Error::Unsupported(
+            "the checkpoint's metadata exceeds safetensors' 100 MB header limit (too many parameters for one file)".into(),
+        ),
         other => Error::Panic(format!("safetensors refused the checkpoint: {other}")),
     }
 }
@@ -210,18 +212,8 @@ fn check_entry(m: &Manifest, i: usize, e: &ParamEntry) -> Result<()> {
         return bad("overrides", err.to_string());
     }
     if let Some(s) = e.overrides.shard {
-        if s.offset % BLOCKSIZE != 0
-            || s.offset
-                .checked_add(e.numel)
-                .is_none_or(|end| end > s.full_numel)
-        {
-            return bad(
-                "shard",
-                format!(
-                    "[{}, {}+{}) is not a block-aligned slice of {} elements",
-                    s.offset, s.offset, e.numel, s.full_numel
-                ),
-            );
+        if let Err(why) = s.check_slice(e.numel) {
+            return bad("shard", why);
         }
     }
     match e.overrides.path(&m.config, e.numel) {

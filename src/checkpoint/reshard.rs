@@ -30,8 +30,16 @@ pub fn shard_range(full_numel: u64, rank: u32, world: u32) -> Result<(u64, u64)>
     let r = rank as u64;
     let first = r * base + r.min(extra);
     let count = base + u64::from(r < extra);
-    let offset = (first * BLOCKSIZE).min(full_numel);
-    let end = ((first + count) * BLOCKSIZE).min(full_numel);
+    // Only the slice that holds the last block ends at full_numel; the others end below it,
+    // so no product here can overflow even for full_numel near 2^64.
+    let bound = |block: u64| {
+        if block == blocks {
+            full_numel
+        } else {
+            block * BLOCKSIZE
+        }
+    };
+    let (offset, end) = (bound(first), bound(first + count));
     Ok((offset, end - offset))
 }
 
@@ -277,11 +285,15 @@ pub fn merge_files(inputs: &[PathBuf], out: &FsPath) -> Result<()> {
     file::write_atomic(out, |tmp| format::encode_to_file(&merged, tmp))
 }
 
+/// The most files one split writes. Every part is built (and checked) before the first file
+/// is written, so the limit also bounds the memory of that check.
+pub const MAX_SPLIT_WORLD: u32 = 1 << 16;
+
 /// Splits the full checkpoint `input` into `world` files named by [`shard_file_name`]; all
 /// are checked before the first is written. Returns their paths in rank order.
 pub fn split_file(input: &FsPath, world: u32, prefix: &FsPath) -> Result<Vec<PathBuf>> {
-    if world == 0 {
-        invalid!("world must be at least 1");
+    if !(1..=MAX_SPLIT_WORLD).contains(&world) {
+        invalid!("world {world} is not in 1..={MAX_SPLIT_WORLD}");
     }
     let bytes = file::read(input)?;
     let full = format::decode(&bytes).map_err(|e| in_file(e, input))?;

@@ -41,6 +41,36 @@ pub struct Context {
 // current on the calling thread first (`Context::bind`).
 unsafe impl Send for Context {}
 
+/// A context made current on the calling thread for a scope. Dropping it makes the thread's
+/// previous context current again, so the caller's own (LibTorch's device, another GPU) is
+/// never left changed by a library call.
+#[must_use = "the context is current only while the guard lives"]
+pub struct Bound {
+    /// The context to make current again; None when it already was ours.
+    restore: Option<sys::CUcontext>,
+}
+
+fn make_current(ctx: sys::CUcontext) -> Result<Bound> {
+    let previous = result::ctx::get_current().map_err(cu("cuCtxGetCurrent"))?;
+    if previous == Some(ctx) {
+        return Ok(Bound { restore: None });
+    }
+    // SAFETY: ctx is a retained primary context.
+    unsafe { result::ctx::set_current(ctx) }.map_err(cu("cuCtxSetCurrent"))?;
+    Ok(Bound {
+        restore: Some(previous.unwrap_or(std::ptr::null_mut())),
+    })
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Some(previous) = self.restore {
+            // SAFETY: the context that was current before (or NULL: none).
+            let _ = unsafe { result::ctx::set_current(previous) };
+        }
+    }
+}
+
 impl Context {
     pub fn primary(device_index: i32) -> Result<Context> {
         if FATBIN.is_none() {
@@ -67,15 +97,12 @@ impl Context {
         // SAFETY: dev is a valid device; the retain is paired with the release in Drop.
         let ctx =
             unsafe { result::primary_ctx::retain(dev) }.map_err(cu("cuDevicePrimaryCtxRetain"))?;
-        let c = Context { ctx, dev };
-        c.bind()?;
-        Ok(c)
+        Ok(Context { ctx, dev })
     }
 
-    /// Makes the context current on this thread (cheap when it already is).
-    pub fn bind(&self) -> Result<()> {
-        // SAFETY: ctx is a retained primary context.
-        unsafe { result::ctx::set_current(self.ctx) }.map_err(cu("cuCtxSetCurrent"))
+    /// Makes the context current on this thread until the guard drops.
+    pub fn bind(&self) -> Result<Bound> {
+        make_current(self.ctx)
     }
 
     pub fn attribute(&self, a: sys::CUdevice_attribute) -> Result<i32> {
@@ -85,7 +112,7 @@ impl Context {
 
     /// Waits for all work of the context (state reads and writes, which may synchronise).
     pub fn synchronize(&self) -> Result<()> {
-        self.bind()?;
+        let _bound = self.bind()?;
         result::ctx::synchronize().map_err(cu("cuCtxSynchronize"))
     }
 }
@@ -100,13 +127,15 @@ impl Drop for Context {
 /// The loaded kernels.
 pub struct Module {
     module: sys::CUmodule,
+    ctx: sys::CUcontext,
 }
 
 // SAFETY: as for Context.
 unsafe impl Send for Module {}
 
 impl Module {
-    pub fn load() -> Result<Module> {
+    pub fn load(ctx: &Context) -> Result<Module> {
+        let _bound = ctx.bind()?;
         let image =
             FATBIN.ok_or_else(|| Error::Unsupported("no CUDA kernels in this build".into()))?;
         // cuModuleLoadData wants an 8-byte aligned image; include_bytes! guarantees only 1.
@@ -115,11 +144,15 @@ impl Module {
         // SAFETY: a complete fatbin image produced by nvcc.
         let module = unsafe { result::module::load_data(aligned.as_ptr().cast::<c_void>()) }
             .map_err(cu("loading the CUDA kernels (cuModuleLoadData)"))?;
-        Ok(Module { module })
+        Ok(Module {
+            module,
+            ctx: ctx.ctx,
+        })
     }
 
     pub fn function(&self, name: &str) -> Result<sys::CUfunction> {
         let c = CString::new(name).map_err(|_| Error::Panic(format!("kernel name {name}")))?;
+        let _bound = make_current(self.ctx)?;
         // SAFETY: module is loaded; the name is NUL-terminated.
         unsafe { result::module::get_function(self.module, c) }.map_err(cu("cuModuleGetFunction"))
     }
@@ -127,7 +160,8 @@ impl Module {
 
 impl Drop for Module {
     fn drop(&mut self) {
-        // SAFETY: loaded in `load`, unloaded once.
+        let _bound = make_current(self.ctx);
+        // SAFETY: loaded in `load`, unloaded once, in its context.
         let _ = unsafe { result::module::unload(self.module) };
     }
 }
@@ -146,7 +180,7 @@ impl DevBuf {
     /// `bytes` of zeroed device memory; `managed` puts it in CUDA managed memory, after checking
     /// that the device has that much free (oversubscribing managed memory can hang the GPU).
     pub fn zeroed(ctx: &Context, bytes: usize, managed: bool) -> Result<DevBuf> {
-        ctx.bind()?;
+        let _bound = ctx.bind()?;
         let bytes = bytes.max(1);
         // SAFETY: plain allocation calls on the current context.
         let ptr = unsafe {
@@ -178,6 +212,7 @@ impl DevBuf {
         if src.len() > self.bytes {
             return Err(Error::Panic("upload larger than its device buffer".into()));
         }
+        let _bound = make_current(self.ctx)?;
         // SAFETY: the destination holds at least src.len() bytes.
         unsafe { result::memcpy_htod_sync(self.ptr, src) }.map_err(cu("cuMemcpyHtoD"))
     }
@@ -189,6 +224,7 @@ impl DevBuf {
                 "download larger than its device buffer".into(),
             ));
         }
+        let _bound = make_current(self.ctx)?;
         // SAFETY: the source holds at least dst.len() bytes.
         unsafe { result::memcpy_dtoh_sync(dst, self.ptr) }.map_err(cu("cuMemcpyDtoH"))
     }
@@ -196,10 +232,8 @@ impl DevBuf {
 
 impl Drop for DevBuf {
     fn drop(&mut self) {
+        let _bound = make_current(self.ctx);
         // SAFETY: allocated in `zeroed`, freed once, with its context current.
-        unsafe {
-            let _ = result::ctx::set_current(self.ctx);
-            let _ = result::free_sync(self.ptr);
-        }
+        let _ = unsafe { result::free_sync(self.ptr) };
     }
 }

@@ -76,7 +76,9 @@ pub struct Job<'a> {
 impl Backend {
     pub fn new(device_index: i32) -> Result<Backend> {
         let ctx = Context::primary(device_index)?;
-        let module = Module::load()?;
+        // Current for the occupancy query; every other call below binds it itself.
+        let _bound = ctx.bind()?;
+        let module = Module::load(&ctx)?;
         let f = |name: &str| module.function(name);
         let kernels = Kernels {
             prepare: f("a8_prepare")?,
@@ -109,6 +111,9 @@ impl Backend {
             .copied()
             .collect();
         maps.upload(crate::state::as_bytes(&values))?;
+        // The zeroing and the copy are asynchronous to the host for device memory; a step on a
+        // caller's non-blocking stream must not overtake them.
+        ctx.synchronize()?;
         Ok(Backend {
             maps,
             kernels,
@@ -137,7 +142,7 @@ impl Backend {
     /// Each job's `param` and `grad` must be device-accessible pointers of this context to
     /// `numel` elements of `dtype`, valid until the stream reaches the step.
     pub unsafe fn step(&self, jobs: &[Job<'_>], stream: *mut c_void) -> Result<()> {
-        self.ctx.bind()?;
+        let _bound = self.ctx.bind()?;
         let stream = stream as sys::CUstream;
         if self.prefetch {
             self.prefetch_paged(jobs, stream)?;

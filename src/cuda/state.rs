@@ -55,6 +55,9 @@ impl DeviceState {
         };
         let aux = DevBuf::zeroed(ctx, std::mem::size_of::<Aux>(), false)?;
         aux.upload(aux_bytes(&Aux::initial()))?;
+        // Zeroing and copies are asynchronous to the host for device memory; a first step on a
+        // caller's non-blocking stream must not overtake them.
+        ctx.synchronize()?;
         Ok(DeviceState {
             path,
             numel,

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::path::PathBuf;
 
 use super::types::*;
-use super::{arg, arg_mut, bnb_adam8bit_t, guard};
+use super::{arg, arg_mut, bnb_adam8bit_t, c_array, guard};
 use crate::checkpoint::{self, reshard};
 use crate::error::{invalid, Result};
 
@@ -35,7 +35,10 @@ unsafe fn c_path(p: *const c_char, name: &str) -> Result<PathBuf> {
 /// Saves the whole optimizer (config, group learning rates, every parameter's state and step)
 /// to `path` as a safetensors file (docs/checkpoint.md). The file is replaced atomically: a
 /// temporary file beside it is written, fsynced and renamed over it, and the directory is
-/// fsynced, so a crash leaves the previous checkpoint intact. Errors: `BNB_ERR_IO`.
+/// fsynced, so a crash leaves the previous checkpoint intact. Errors: `BNB_ERR_IO` (the file
+/// system), `BNB_ERR_INVALID_ARGUMENT` (a path without a file name), `BNB_ERR_OUT_OF_MEMORY`
+/// (the host copy of the state), `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
+/// header limit), `BNB_ERR_CUDA` (reading a CUDA handle's state).
 ///
 /// # Safety
 /// `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
@@ -57,7 +60,9 @@ pub unsafe extern "C" fn bnb_adam8bit_save(
 /// (damaged or not a checkpoint), `BNB_ERR_MISMATCH` (valid but does not fit this handle; the
 /// message names the parameter and field). The checkpoint's `lr` and group learning rates
 /// replace the handle's; every other config value must be equal (`is_paged` and the device
-/// may differ).
+/// may differ). One exception on a CUDA handle: a device failure during the host-to-device
+/// copies (`BNB_ERR_CUDA`, which can also report an earlier asynchronous error of the device)
+/// may leave part of the checkpoint loaded; destroy the handle then.
 ///
 /// # Safety
 /// `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
@@ -198,10 +203,7 @@ pub unsafe extern "C" fn bnb_checkpoint_merge(
         if count == 0 {
             invalid!("count must be at least 1");
         }
-        if shard_paths.is_null() {
-            invalid!("shard_paths is NULL");
-        }
-        let inputs = std::slice::from_raw_parts(shard_paths, count)
+        let inputs = c_array(shard_paths, count, "shard_paths")?
             .iter()
             .enumerate()
             .map(|(r, &p)| c_path(p, &format!("shard_paths[{r}]")))
@@ -213,8 +215,9 @@ pub unsafe extern "C" fn bnb_checkpoint_merge(
 
 /// Splits the full checkpoint `in_path` into `world` shard checkpoints
 /// `<out_path_prefix>.<rank>-of-<world>.safetensors`, cut by `bnb_shard_range`; rank r's file
-/// loads into a handle that registered rank r's non-empty slices in tensor order. All parts
-/// are validated before the first is written; each file is replaced atomically.
+/// loads into a handle that registered rank r's non-empty slices in tensor order. `world` is
+/// 1 to 65536. All parts are validated before the first is written; each file is replaced
+/// atomically.
 ///
 /// # Safety
 /// `in_path` and `out_path_prefix` NULL or NUL-terminated strings.

@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use super::types::*;
-use super::{arg, arg_mut, bnb_adam8bit_t, guard, read_versioned};
+use super::{arg, arg_mut, bnb_adam8bit_t, guard, read_versioned, write_versioned};
 use crate::config::{Config, Preset};
 use crate::error::{invalid, last_message_ptr};
 use crate::optimizer::Optimizer;
@@ -16,19 +16,20 @@ pub extern "C" fn bnb_adam8bit_config_default() -> bnb_adam8bit_config_t {
     Config::preset(Preset::Adam8bit).into()
 }
 
-/// Writes the defaults of one of bitsandbytes' classes (`BNB_PRESET_*`) to `*out`.
+/// Writes the defaults of one of bitsandbytes' classes (`BNB_PRESET_*`) to `*out`: at most
+/// `out->struct_size` bytes, which the caller sets (e.g. `out` from
+/// `bnb_adam8bit_config_default()`); `struct_size` is then the bytes written.
 ///
 /// # Safety
-/// `out` must be NULL or point to a writable `bnb_adam8bit_config_t`.
+/// `out` must be NULL or point to `out->struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn bnb_adam8bit_config_preset(
     preset: bnb_preset_t,
     out: *mut bnb_adam8bit_config_t,
 ) -> bnb_status_t {
     guard(|| {
-        let out = arg_mut(out, "out")?;
-        *out = Config::preset(super::types::preset(preset)?).into();
-        Ok(())
+        let config = Config::preset(super::types::preset(preset)?).into();
+        write_versioned(out, config, "out")
     })
 }
 
@@ -68,10 +69,12 @@ pub unsafe extern "C" fn bnb_adam8bit_destroy(h: *mut bnb_adam8bit_t) {
     }
 }
 
-/// Writes the handle's configuration (with the current `lr`) to `*out`.
+/// Writes the handle's configuration (with the current `lr`) to `*out`, at most
+/// `out->struct_size` bytes as `bnb_adam8bit_config_preset` does.
 ///
 /// # Safety
-/// `h` must be a live handle or NULL; `out` writable or NULL.
+/// `h` must be a live handle or NULL; `out` NULL or pointing to `out->struct_size` writable
+/// bytes.
 #[no_mangle]
 pub unsafe extern "C" fn bnb_adam8bit_get_config(
     h: *const bnb_adam8bit_t,
@@ -79,8 +82,7 @@ pub unsafe extern "C" fn bnb_adam8bit_get_config(
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
-        *arg_mut(out, "out")? = (*opt.config()).into();
-        Ok(())
+        write_versioned(out, (*opt.config()).into(), "out")
     })
 }
 

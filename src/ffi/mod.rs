@@ -15,7 +15,8 @@ use crate::optimizer::Optimizer;
 use types::bnb_status_t;
 
 /// Opaque optimizer handle. Every call on one handle takes its lock, so concurrent calls on
-/// the same handle are serialised (never a data race); different handles never contend.
+/// the same handle are serialised (never a data race); different handles take different locks
+/// (CPU steps of different handles still share the worker pool's threads).
 pub struct bnb_adam8bit_t {
     inner: Mutex<Optimizer>,
 }
@@ -84,13 +85,51 @@ pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T
     }
 }
 
-/// Reads a caller's versioned struct (first field `uint64_t struct_size`): a smaller size than
-/// this library's is rejected, a larger one is accepted only if the bytes this library does not
-/// know are zero (so a newer caller's new options are never silently ignored).
+/// `&[T]` from a C array of `count` elements: NULL is allowed only with `count` 0, and the
+/// pointer must be aligned and the array fit in the address space (`from_raw_parts`'s
+/// preconditions, which would otherwise abort in a debug build).
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `count` valid `T` for the call's duration.
+pub(crate) unsafe fn c_array<'a, T>(ptr: *const T, count: usize, name: &str) -> Result<&'a [T]> {
+    if count == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        invalid!("{name} is NULL but count is {count}");
+    }
+    if !ptr.is_aligned() {
+        invalid!("{name} is not aligned to its element type");
+    }
+    if count
+        .checked_mul(std::mem::size_of::<T>())
+        .is_none_or(|bytes| bytes > isize::MAX as usize)
+    {
+        invalid!("count {count} of {name} exceeds the address space");
+    }
+    Ok(std::slice::from_raw_parts(ptr, count))
+}
+
+/// A struct the C side passes in, versioned by its first field `uint64_t struct_size`.
+///
+/// # Safety
+/// `BOOLS` must list the offset of every `bool` field, and `RESERVED` lie inside the struct.
+pub(crate) unsafe trait Versioned: Copy {
+    /// Offsets and names of the `bool` fields: a byte other than 0 or 1 there must be
+    /// rejected before the struct is read, because such a `bool` is undefined behaviour.
+    const BOOLS: &'static [(usize, &'static str)] = &[];
+    /// Bytes kept for fields of later versions (the struct's tail padding made explicit):
+    /// like bytes past this library's size, they must be zero.
+    const RESERVED: std::ops::Range<usize> = 0..0;
+}
+
+/// Reads a caller's versioned struct: a smaller `struct_size` than this library's is
+/// rejected; bytes this library does not know (reserved, or past its size in a newer
+/// caller's struct) must be zero, so a newer caller's options are never silently ignored.
 ///
 /// # Safety
 /// A non-NULL `ptr` must point to at least `struct_size` readable bytes.
-pub(crate) unsafe fn read_versioned<T: Copy>(ptr: *const T, name: &str) -> Result<T> {
+pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, name: &str) -> Result<T> {
     if ptr.is_null() {
         invalid!("{name} is NULL");
     }
@@ -99,17 +138,45 @@ pub(crate) unsafe fn read_versioned<T: Copy>(ptr: *const T, name: &str) -> Resul
     if size < ours {
         invalid!("{name}.struct_size is {size}, expected {ours}; initialise it with its _default() function");
     }
-    if size > ours {
-        if size > (1 << 20) {
-            invalid!("{name}.struct_size {size} is implausible");
-        }
-        let extra =
-            std::slice::from_raw_parts(ptr.cast::<u8>().add(ours as usize), (size - ours) as usize);
-        if extra.iter().any(|&b| b != 0) {
-            return Err(Error::Unsupported(format!(
-                "{name} sets fields this version of libadam8bit does not know (struct_size {size} > {ours})"
-            )));
+    if size > (1 << 20) {
+        invalid!("{name}.struct_size {size} is implausible");
+    }
+    let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), size as usize);
+    let mut unknown = bytes[T::RESERVED].iter().chain(&bytes[ours as usize..]);
+    if unknown.any(|&b| b != 0) {
+        return Err(Error::Unsupported(format!(
+            "{name} sets fields this version of libadam8bit does not know (struct_size {size}, ours {ours})"
+        )));
+    }
+    for &(offset, field) in T::BOOLS {
+        if bytes[offset] > 1 {
+            invalid!("{name}.{field} is {}, not a bool (0 or 1)", bytes[offset]);
         }
     }
     Ok(std::ptr::read_unaligned(ptr))
+}
+
+/// Writes `value` to a caller's versioned struct, at most `out->struct_size` bytes (which the
+/// caller sets, e.g. through the struct's `_default()` function), and sets `struct_size` to
+/// the bytes written: an older caller's smaller struct is never overrun.
+///
+/// # Safety
+/// A non-NULL `out` must point to at least `out->struct_size` writable bytes.
+pub(crate) unsafe fn write_versioned<T: Copy>(out: *mut T, value: T, name: &str) -> Result<()> {
+    if out.is_null() {
+        invalid!("{name} is NULL");
+    }
+    let size = std::ptr::read_unaligned(out.cast::<u64>());
+    let ours = std::mem::size_of::<T>() as u64;
+    if !(8..=(1 << 20)).contains(&size) {
+        invalid!("{name}->struct_size is {size}; set it to sizeof the struct ({ours})");
+    }
+    let n = size.min(ours);
+    std::ptr::copy_nonoverlapping(
+        (&value as *const T).cast::<u8>(),
+        out.cast::<u8>(),
+        n as usize,
+    );
+    std::ptr::write_unaligned(out.cast::<u64>(), n);
+    Ok(())
 }

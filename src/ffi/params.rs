@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 
 use super::types::*;
-use super::{arg, arg_mut, bnb_adam8bit_t, guard, read_versioned};
+use super::{arg, arg_mut, bnb_adam8bit_t, c_array, guard, read_versioned, write_versioned};
 use crate::config::ParamOverrides;
 use crate::error::invalid;
 use crate::optimizer::StepItem;
@@ -90,17 +90,9 @@ pub unsafe extern "C" fn bnb_adam8bit_param_info(
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
-        if out.is_null() {
-            invalid!("out is NULL");
-        }
-        let size = std::ptr::read_unaligned(out.cast::<u64>());
-        let ours = std::mem::size_of::<bnb_param_info_t>() as u64;
-        if !(8..=(1 << 20)).contains(&size) {
-            invalid!("out->struct_size is {size}; set it to sizeof(bnb_param_info_t) ({ours})");
-        }
         let i = opt.info(id)?;
         let info = bnb_param_info_t {
-            struct_size: size.min(ours),
+            struct_size: std::mem::size_of::<bnb_param_info_t>() as u64,
             numel: i.numel,
             dtype: dtype_code(i.dtype),
             path: path_code(i.path),
@@ -113,13 +105,7 @@ pub unsafe extern "C" fn bnb_adam8bit_param_info(
             group: i.group,
             paged: i.paged,
         };
-        let n = size.min(ours) as usize;
-        std::ptr::copy_nonoverlapping(
-            (&info as *const bnb_param_info_t).cast::<u8>(),
-            out.cast::<u8>(),
-            n,
-        );
-        Ok(())
+        write_versioned(out, info, "out")
     })
 }
 
@@ -180,11 +166,7 @@ pub unsafe extern "C" fn bnb_adam8bit_step_many(
 ) -> bnb_status_t {
     guard(|| {
         let mut opt = arg(h, "handle")?.lock()?;
-        let items: &[bnb_step_item_t] = match (items.is_null(), count) {
-            (_, 0) => &[],
-            (true, _) => invalid!("items is NULL but count is {count}"),
-            (false, _) => std::slice::from_raw_parts(items, count),
-        };
+        let items = c_array(items, count, "items")?;
         if opt.device() == crate::optimizer::Device::Cpu && !stream.is_null() {
             invalid!("stream must be NULL on a CPU handle");
         }

@@ -4,6 +4,7 @@
 
 use std::ffi::c_void;
 
+use super::Versioned;
 use crate::config::{Config, Path, Preset};
 use crate::dtype::Dtype;
 use crate::error::{invalid, Error, Result};
@@ -11,7 +12,7 @@ use crate::optimizer::Device;
 use crate::state::StateKind;
 
 /// Major version of the C ABI; a change that breaks existing callers increments it.
-pub const BNB_ADAM8BIT_ABI_VERSION: u32 = 1;
+pub const BNB_ADAM8BIT_ABI_VERSION: u32 = 2;
 /// Library version (equal to the crate version in Cargo.toml; a test checks it).
 pub const BNB_ADAM8BIT_VERSION_MAJOR: u32 = 0;
 pub const BNB_ADAM8BIT_VERSION_MINOR: u32 = 1;
@@ -136,6 +137,21 @@ pub struct bnb_adam8bit_config_t {
     pub is_paged: bool,
     /// 32-bit path: elements whose gradient is exactly zero are left untouched.
     pub skip_zeros: bool,
+    /// Must be zero (the `_default()`/`_preset()` functions zero it): room for options of
+    /// later versions that an older library then refuses instead of ignoring.
+    pub reserved: [u8; 4],
+}
+
+// SAFETY: the offsets are the struct's four bools; `reserved` is its last field.
+unsafe impl Versioned for bnb_adam8bit_config_t {
+    const BOOLS: &'static [(usize, &'static str)] = &[
+        (std::mem::offset_of!(Self, amsgrad), "amsgrad"),
+        (std::mem::offset_of!(Self, block_wise), "block_wise"),
+        (std::mem::offset_of!(Self, is_paged), "is_paged"),
+        (std::mem::offset_of!(Self, skip_zeros), "skip_zeros"),
+    ];
+    const RESERVED: std::ops::Range<usize> =
+        std::mem::offset_of!(Self, reserved)..std::mem::size_of::<Self>();
 }
 
 impl From<Config> for bnb_adam8bit_config_t {
@@ -155,6 +171,7 @@ impl From<Config> for bnb_adam8bit_config_t {
             block_wise: c.block_wise,
             is_paged: c.is_paged,
             skip_zeros: c.skip_zeros,
+            reserved: [0; 4],
         }
     }
 }
@@ -206,11 +223,26 @@ pub struct bnb_param_options_t {
     /// `BNB_OPT_MIN_8BIT_SIZE`: this parameter's threshold instead of the handle's.
     pub min_8bit_size: u64,
     /// `BNB_OPT_SHARD`: the parameter is elements `[shard_offset, shard_offset + numel)` of a
-    /// flattened tensor of `shard_full_numel` elements; `shard_offset` is a multiple of 256 and
+    /// flattened tensor of `shard_full_numel` elements. The slice starts on a multiple of 256
+    /// and ends on one or at `shard_full_numel` (so its blocks are the tensor's blocks);
     /// the 8-bit/32-bit choice uses `shard_full_numel`.
     pub shard_full_numel: u64,
     pub shard_offset: u64,
 }
+
+// SAFETY: no bool fields, and no tail padding that a later field could move into (checked).
+unsafe impl Versioned for bnb_param_options_t {}
+
+// A later field may only extend these structs, never fill tail padding without changing
+// their size: otherwise `struct_size` could not tell an older library that it is there.
+const _: () = assert!(
+    std::mem::size_of::<bnb_adam8bit_config_t>()
+        == std::mem::offset_of!(bnb_adam8bit_config_t, reserved) + 4
+);
+const _: () = assert!(
+    std::mem::size_of::<bnb_param_options_t>()
+        == std::mem::offset_of!(bnb_param_options_t, shard_offset) + 8
+);
 
 impl Default for bnb_param_options_t {
     fn default() -> Self {
@@ -272,12 +304,13 @@ pub struct bnb_param_info_t {
     pub blocks: u64,
     /// Bytes of optimizer state held for this parameter (codes, scales, histories).
     pub state_bytes: u64,
-    /// Non-finite gradient elements in the last step (their m and v were zeroed, the
-    /// parameter element left untouched).
+    /// Non-finite gradient elements in the last step this handle took (their m and v were
+    /// zeroed, the parameter element left untouched); a load does not reset it.
     pub nonfinite_count: u64,
     /// The learning rate the next step uses (group lr times lr_scale).
     pub lr: f64,
-    /// Percentile clipping's gradient scale in the last step (1 without clipping).
+    /// Percentile clipping's gradient scale in the last step this handle took (1 without
+    /// clipping, or before the first step).
     pub gnorm_scale: f32,
     pub group: u32,
     /// Whether state1/state2 live in CUDA managed memory.
