@@ -7,7 +7,10 @@
 #     ADAM8BIT_REQUIRE_CUDA=1 cargo build --release --bin adam8bit-gpu-check
 # The binary links libadam8bit statically and loads libcuda at run time. It compares every path
 # and dtype on a CUDA handle with a CPU handle (bit equality; rule 3's bounds where a reduction
-# feeds a scale), then times the blockwise step for n = 2^28 against a device-to-device copy.
+# feeds a scale), stepping the CUDA handle on a non-blocking stream; after two steps each
+# handle's checkpoint loads into a fresh handle of the other backend and both runs go on
+# (CPU <-> CUDA cross-load); it checks that library calls leave the thread's current context
+# unchanged; then it times the blockwise step for n = 2^28 against a device-to-device copy.
 # Output goes to stdout and to docs/gpu-check-<UTC date>.txt. Exit status: 0 all passed,
 # 1 a mismatch, 2 no CUDA device (message on stderr).
 set -euo pipefail

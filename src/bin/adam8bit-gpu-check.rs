@@ -1,12 +1,16 @@
 //! GPU check (not a `cargo test`: CI has no GPU, and a skipped test must not pass): every path and
-//! dtype on a CUDA handle against a CPU handle on fresh random inputs, then the blockwise step's
-//! bandwidth for n = 2^28 against a device-to-device copy measured in the same run.
+//! dtype on a CUDA handle against a CPU handle on fresh random inputs, stepped on a non-blocking
+//! stream; halfway, each handle's checkpoint loads into a fresh handle of the other backend and
+//! the runs go on (CPU <-> CUDA cross-load); library calls must leave the thread's current
+//! context as they found it; then the blockwise step's bandwidth for n = 2^28 against a
+//! device-to-device copy measured in the same run.
 //! Exits 2 with "no CUDA device" where there is none, 1 on any mismatch.
 
 use std::ffi::{c_void, CStr};
 use std::process::ExitCode;
 
 use adam8bit::ffi::bnb_adam8bit_t;
+use adam8bit::ffi::checkpoint::*;
 use adam8bit::ffi::handle::*;
 use adam8bit::ffi::params::*;
 use adam8bit::ffi::state::*;
@@ -77,6 +81,47 @@ impl Drop for Dev {
 
 struct Handle(*mut bnb_adam8bit_t);
 impl Handle {
+    /// A handle of `device` with `sizes` registered in order (ids 0, 1, ...).
+    fn with_params(
+        cfg: &bnb_adam8bit_config_t,
+        device: bnb_device_t,
+        sizes: &[u64],
+        dtype: bnb_dtype_t,
+    ) -> Result<Handle, String> {
+        let h = Handle::new(cfg, device)?;
+        for &n in sizes {
+            let mut id = 0;
+            check(
+                unsafe { bnb_adam8bit_add_param(h.0, n, dtype, &mut id) },
+                "add_param",
+            )?;
+        }
+        Ok(h)
+    }
+
+    /// A fresh handle of `device` with this one's parameters and its checkpoint loaded.
+    fn cross_load(&self, c: &Case, device: bnb_device_t) -> Result<Handle, String> {
+        let mut size = 0u64;
+        check(
+            unsafe { bnb_adam8bit_serialized_size(self.0, &mut size) },
+            "serialized_size",
+        )?;
+        let mut bytes = vec![0u8; size as usize];
+        let mut written = 0u64;
+        check(
+            unsafe {
+                bnb_adam8bit_serialize(self.0, bytes.as_mut_ptr().cast(), size, &mut written)
+            },
+            "serialize",
+        )?;
+        let other = Handle::with_params(&c.cfg, device, &c.sizes, c.dtype)?;
+        check(
+            unsafe { bnb_adam8bit_deserialize(other.0, bytes.as_ptr().cast(), written) },
+            "deserialize",
+        )?;
+        Ok(other)
+    }
+
     fn new(cfg: &bnb_adam8bit_config_t, device: bnb_device_t) -> Result<Handle, String> {
         let mut h = std::ptr::null_mut();
         check(
@@ -131,29 +176,28 @@ fn ulps(a: &[u8], b: &[u8], width: usize) -> u64 {
         .unwrap_or(0)
 }
 
-fn run_case(c: &Case, rng: &mut Rng) -> Result<(), String> {
-    let cpu = Handle::new(&c.cfg, BNB_DEVICE_CPU)?;
-    let gpu = Handle::new(&c.cfg, BNB_DEVICE_CUDA)?;
+fn run_case(c: &Case, rng: &mut Rng, stream: sys::CUstream) -> Result<(), String> {
+    let mut cpu = Handle::with_params(&c.cfg, BNB_DEVICE_CPU, &c.sizes, c.dtype)?;
+    // Stepped on a non-blocking stream right after add_param (and, below, after a load): the
+    // library's zeroing and copies must be complete before such a stream reads them.
+    let mut gpu = Handle::with_params(&c.cfg, BNB_DEVICE_CUDA, &c.sizes, c.dtype)?;
     let width = if c.dtype == BNB_DTYPE_F32 { 4 } else { 2 };
     let mut params = Vec::new();
-    for &n in &c.sizes {
-        let (mut a, mut b) = (0, 0);
-        check(
-            unsafe { bnb_adam8bit_add_param(cpu.0, n, c.dtype, &mut a) },
-            "add cpu",
-        )?;
-        check(
-            unsafe { bnb_adam8bit_add_param(gpu.0, n, c.dtype, &mut b) },
-            "add gpu",
-        )?;
+    for (id, &n) in c.sizes.iter().enumerate() {
         let p: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-        params.push((a, encode(&p, c.dtype)));
+        params.push((id as u32, encode(&p, c.dtype)));
     }
     let mut dev_p: Vec<Dev> = params
         .iter()
         .map(|(_, p)| Dev::from(p))
         .collect::<Result<_, _>>()?;
     for step in 1..=4 {
+        if step == 3 {
+            // CPU <-> CUDA: each run goes on from the other backend's checkpoint.
+            let from_gpu = gpu.cross_load(c, BNB_DEVICE_CPU)?;
+            gpu = cpu.cross_load(c, BNB_DEVICE_CUDA)?;
+            cpu = from_gpu;
+        }
         let mut grads = Vec::new();
         for &n in &c.sizes {
             let mut g: Vec<f32> = (0..n).map(|_| rng.normal() * 1e-2).collect();
@@ -193,7 +237,9 @@ fn run_case(c: &Case, rng: &mut Rng) -> Result<(), String> {
             "cpu step",
         )?;
         check(
-            unsafe { bnb_adam8bit_step_many(gpu.0, gpu_items.as_ptr(), gpu_items.len(), null) },
+            unsafe {
+                bnb_adam8bit_step_many(gpu.0, gpu_items.as_ptr(), gpu_items.len(), stream.cast())
+            },
             "gpu step",
         )?;
         cu(result::ctx::synchronize(), "synchronize")?;
@@ -448,25 +494,50 @@ fn main() -> ExitCode {
         eprintln!("no CUDA device: {e}");
         return ExitCode::from(2);
     }
-    // The library retained the primary context of device 0; make it current here too.
-    let ctx = result::device::get(0).and_then(|d| unsafe { result::primary_ctx::retain(d) });
-    if let Err(e) = ctx.and_then(|c| unsafe { result::ctx::set_current(c) }) {
-        eprintln!("cannot use the primary context: {e}");
-        return ExitCode::from(2);
+    let mut failed = 0;
+    // Creating the handle must not have left its context current on this thread.
+    match result::ctx::get_current() {
+        Ok(None) => println!("ok   create leaves no context current"),
+        other => {
+            println!("FAIL create changed the current context: {other:?}");
+            failed += 1;
+        }
     }
+    // The primary context of device 0, which the handles use, current here too.
+    let ctx = result::device::get(0).and_then(|d| unsafe { result::primary_ctx::retain(d) });
+    let ctx = match ctx.and_then(|c| unsafe { result::ctx::set_current(c) }.map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot use the primary context: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stream = match result::stream::create(result::stream::StreamKind::NonBlocking) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot create a stream: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut rng = Rng(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         | 1);
     println!("seed {:#x}", rng.0);
-    let mut failed = 0;
     for c in cases() {
-        match run_case(&c, &mut rng) {
+        match run_case(&c, &mut rng, stream) {
             Ok(()) => println!("ok   {}", c.name),
             Err(e) => {
                 println!("FAIL {e}");
                 failed += 1;
             }
+        }
+        if result::ctx::get_current().ok().flatten() != Some(ctx) {
+            println!(
+                "FAIL {}: a library call changed the current context",
+                c.name
+            );
+            failed += 1;
         }
     }
     if let Err(e) = bench() {
