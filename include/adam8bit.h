@@ -19,6 +19,8 @@
  * - Threads: different handles may be used from different threads at the same time; calls on
  *   the same handle are serialised by a lock inside the handle. The CPU worker pool is shared
  *   by all handles (bnb_set_num_threads). Results never depend on the number of threads.
+ *   After fork(), the child must not use the library: the worker threads (and any CUDA
+ *   context) of the parent do not exist there.
  * - Streams: CPU handles take stream == NULL. On a CUDA handle, stream is a cudaStream_t /
  *   CUstream of the handle's device context (NULL = the legacy default stream); a step is
  *   enqueued on it and returns without synchronising the host. Calls that move state between
