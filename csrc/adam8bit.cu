@@ -192,21 +192,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_clip(const __grid_
     double sum = a8_block_sum(T.partial, blocks, 1);
     if (threadIdx.x != 0) return;
     a8_aux *a = T.aux;
-    float norm = (float)sum;
-    uint32_t slot = (uint32_t)(T.t % A8_HISTORY);
-    if (T.t == 1) for (int i = 0; i < A8_HISTORY; ++i) a->history[i] = norm;
-    else a->history[slot] = norm;
-    // Insertion sort of a copy (100 entries, once per tensor and step); non-negative floats.
-    float sorted[A8_HISTORY];
-    for (int i = 0; i < A8_HISTORY; ++i) {
-        float x = a->history[i];
-        int j = i;
-        while (j > 0 && sorted[j - 1] > x) { sorted[j] = sorted[j - 1]; --j; }
-        sorted[j] = x;
-    }
-    float current = a8_sqrt(a->history[slot]);
-    float clip = a8_sqrt(sorted[T.percentile]);
-    a->gnorm_scale = current > clip ? a8_div(clip, current) : 1.0f;
+    a->gnorm_scale = a8_percentile_scale(a->history, (float)sum, T.t, T.percentile);
 }
 
 // The end of both 8-bit update passes: the updated parameters (where `finite`), both code

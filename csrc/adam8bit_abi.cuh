@@ -7,7 +7,6 @@
 
 #define A8_MAX_TENSORS 128
 #define A8_BLOCK 256
-#define A8_HISTORY 100
 
 enum { A8_F32 = 0, A8_F16 = 1, A8_BF16 = 2 };
 enum { A8_CLIP = 1u, A8_UNORM = 2u, A8_SKIP_ZEROS = 4u, A8_ALIGNED16 = 8u, A8_DYNAMIC = 16u };

@@ -183,6 +183,45 @@ A8_HD float a8_div(float a, float b) {
 #endif
 }
 
+// Percentile clipping keeps the squared gradient norms of the last 100 steps (rule 11).
+#define A8_HISTORY 100
+
+// A key whose unsigned order is IEEE 754 total order (Rust's f32::total_cmp): -NaN < -Inf <
+// ... < -0 < +0 < ... < +Inf < +NaN.
+A8_HD uint32_t a8_total_order_key(float x) {
+    uint32_t u = a8_bits(x);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// src/clipping.rs `percentile_scale`: records this step's squared gradient norm (every slot at
+// t = 1, slot t % 100 later) and returns the gradient scale, clip / current when the current
+// norm exceeds the percentile-th smallest of the history, else 1. The history is sorted in
+// total order as on the CPU, so a history written through write_state or a checkpoint that
+// holds NaN or -0.0 gives the same scale on both backends.
+A8_HD float a8_percentile_scale(float *history, float norm_sq, uint64_t t, int32_t percentile) {
+    uint32_t slot = (uint32_t)(t % A8_HISTORY);
+    if (t == 1) {
+        for (int i = 0; i < A8_HISTORY; ++i) history[i] = norm_sq;
+    } else {
+        history[slot] = norm_sq;
+    }
+    // Insertion sort of a copy: 100 entries, once per tensor and step.
+    float sorted[A8_HISTORY];
+    for (int i = 0; i < A8_HISTORY; ++i) {
+        float x = history[i];
+        uint32_t key = a8_total_order_key(x);
+        int j = i;
+        while (j > 0 && a8_total_order_key(sorted[j - 1]) > key) {
+            sorted[j] = sorted[j - 1];
+            --j;
+        }
+        sorted[j] = x;
+    }
+    float current = a8_sqrt(history[slot]);
+    float clip = a8_sqrt(sorted[percentile]);
+    return current > clip ? a8_div(clip, current) : 1.0f;
+}
+
 // p + step_size * (m / (sqrt(v) + eps*C2)), then times the decay when weight decay is on.
 A8_HD float a8_updated_param(float p, float m, float v, float step_size, const a8_scalars &k) {
     float q = a8_div(m, a8_sqrt(v) + k.eps_c2);

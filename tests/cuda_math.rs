@@ -405,3 +405,59 @@ fn element_math_equals_the_cpu_backend_bit_for_bit() {
     assert!(o.0.is_empty());
     assert!(nonfinite > 1000, "the inputs include non-finite gradients");
 }
+
+/// Percentile clipping's history update, total-order sort and scale (`a8_percentile_scale`
+/// against `clipping::percentile_scale`), including histories a checkpoint or `write_state`
+/// could hold: NaN of either sign, -0.0, infinities and negative values.
+#[test]
+fn percentile_clipping_equals_the_cpu_backend_bit_for_bit() {
+    const HISTORY: usize = adam8bit::config::HISTORY;
+    let mut rng = Rng(0xC11B_5CA1);
+    let odd = [
+        f32::NAN,
+        -f32::NAN,
+        -0.0,
+        0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -3.5,
+    ];
+    let cases: Vec<([f32; HISTORY], f32, u64, i32)> = (0..2000)
+        .map(|i| {
+            let mut h = [0f32; HISTORY];
+            for x in &mut h {
+                *x = rng.uniform() * 10.0;
+                // Many duplicates, so that equal keys meet in the sort.
+                if rng.next_u64().is_multiple_of(3) {
+                    *x = (*x).floor();
+                }
+                if i % 2 == 0 && rng.next_u64().is_multiple_of(10) {
+                    *x = odd[(rng.next_u64() % odd.len() as u64) as usize];
+                }
+            }
+            let norm = rng.uniform() * 12.0;
+            let norm = special_or(&mut rng, norm);
+            let t = [1, 2, 99, 100, 101, 1 + rng.next_u64() % 10_000][i % 6];
+            let percentile = 1 + (rng.next_u64() % 99) as i32;
+            (h, norm, t, percentile)
+        })
+        .collect();
+    let mut records = Vec::new();
+    for (h, norm, t, percentile) in &cases {
+        h.iter().for_each(|x| records.extend(x.to_le_bytes()));
+        records.extend(norm.to_le_bytes());
+        records.extend(t.to_le_bytes());
+        records.extend(percentile.to_le_bytes());
+    }
+    let out = run(4, cases.len(), &records);
+    let mut o = Out(&out);
+    for (i, (h, norm, t, percentile)) in cases.iter().enumerate() {
+        let mut want = *h;
+        let scale = adam8bit::clipping::percentile_scale(&mut want, *norm, *t, *percentile);
+        let got: Vec<u32> = (0..HISTORY).map(|_| o.u32()).collect();
+        let want_bits: Vec<u32> = want.iter().map(|x| x.to_bits()).collect();
+        assert_eq!(got, want_bits, "case {i}: history");
+        assert_eq!(o.u32(), scale.to_bits(), "case {i}: scale");
+    }
+    assert!(o.0.is_empty());
+}

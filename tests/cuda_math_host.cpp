@@ -81,6 +81,18 @@ int main() {
                 put(a8_updated_param(p, m32, v32, k.step_size, k));
                 break;
             }
+            case 4: {  // percentile clipping: history[100], norm, t, percentile -> history, scale
+                float history[A8_HISTORY], norm;
+                uint64_t t;
+                int32_t percentile;
+                for (float &x : history)
+                    if (!get(x)) return 2;
+                if (!(get(norm) && get(t) && get(percentile))) return 2;
+                float scale = a8_percentile_scale(history, norm, t, percentile);
+                for (float x : history) put(x);
+                put(scale);
+                break;
+            }
             default:
                 return 3;
             }
