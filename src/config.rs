@@ -124,9 +124,8 @@ fn check_hyper(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> 
     Ok(())
 }
 
-/// False for NaN, infinities and negative values.
-/// `x >= 0` and finite as an f32: the kernels compute in f32, where a larger value would turn
-/// every update into an infinity.
+/// `x >= 0` and finite as an f32 (so false for NaN and infinities): the kernels compute in
+/// f32, where a larger value would turn every update into an infinity.
 fn non_negative_finite(x: f64) -> bool {
     x >= 0.0 && x <= f32::MAX as f64
 }

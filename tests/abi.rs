@@ -232,18 +232,28 @@ fn bad_configs_are_rejected_with_a_message() {
     );
 }
 
+/// The config as a caller compiled against a newer header would pass it: one more field, and
+/// `struct_size` covering it.
+#[repr(C)]
+struct NewerConfig {
+    cfg: bnb_adam8bit_config_t,
+    future: u64,
+}
+
+impl NewerConfig {
+    fn new(future: u64) -> NewerConfig {
+        let mut n = NewerConfig {
+            cfg: bnb_adam8bit_config_default(),
+            future,
+        };
+        n.cfg.struct_size = std::mem::size_of::<NewerConfig>() as u64;
+        n
+    }
+}
+
 #[test]
 fn a_larger_struct_from_a_newer_caller_is_accepted_only_with_zero_unknown_fields() {
-    #[repr(C)]
-    struct Newer {
-        cfg: bnb_adam8bit_config_t,
-        future: u64,
-    }
-    let mut n = Newer {
-        cfg: bnb_adam8bit_config_default(),
-        future: 0,
-    };
-    n.cfg.struct_size = std::mem::size_of::<Newer>() as u64;
+    let mut n = NewerConfig::new(0);
     assert_eq!(create(&n.cfg), BNB_OK);
     n.future = 1;
     assert_eq!(create(&n.cfg), BNB_ERR_UNSUPPORTED);
@@ -282,16 +292,7 @@ fn config_outputs_write_at_most_the_callers_struct_size() {
     assert_eq!(f64::from_ne_bytes(raw[8..16].try_into().unwrap()), 1e-3);
     assert!(raw[16..].iter().all(|&b| b == 0xAA));
     // A newer caller's larger struct: ours is written and struct_size says how much.
-    #[repr(C)]
-    struct Newer {
-        cfg: bnb_adam8bit_config_t,
-        future: u64,
-    }
-    let mut n = Newer {
-        cfg: bnb_adam8bit_config_default(),
-        future: 7,
-    };
-    n.cfg.struct_size = std::mem::size_of::<Newer>() as u64;
+    let mut n = NewerConfig::new(7);
     n.cfg.lr = 0.5;
     ok(unsafe { bnb_adam8bit_config_preset(BNB_PRESET_ADAMW8BIT, &mut n.cfg) });
     assert_eq!(n.cfg, {
