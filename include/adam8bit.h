@@ -307,8 +307,9 @@ bnb_status_t bnb_adam8bit_save(const struct bnb_adam8bit_t *h, const char *path)
 // `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
 bnb_status_t bnb_adam8bit_load(struct bnb_adam8bit_t *h, const char *path);
 
-// The exact size in bytes of what `bnb_adam8bit_serialize` writes now (it builds the
-// checkpoint to measure it).
+// The exact size in bytes of what `bnb_adam8bit_serialize` writes now. It reads every state
+// array once (the header holds their checksums); a CUDA handle's state is copied to host
+// memory for that.
 //
 // # Safety
 // `h` must be a live handle or NULL; `out_bytes` writable or NULL.

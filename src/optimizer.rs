@@ -316,6 +316,16 @@ impl Optimizer {
         }
     }
 
+    /// State array `kind` of parameter `id` in place, when it lives in host memory (CPU
+    /// handles); `None` for device state, which only [`Self::read_state`] can copy out.
+    pub fn host_state(&self, id: u32, kind: StateKind) -> Result<Option<&[u8]>> {
+        self.state_size(id, kind)?;
+        match &self.param(id)?.state {
+            Storage::Host(h) => h.bytes(kind).map(Some),
+            Storage::Device(_) => Ok(None),
+        }
+    }
+
     pub fn write_state(&mut self, id: u32, kind: StateKind, src: &[u8]) -> Result<()> {
         self.check_state_len(id, kind, src.len())?;
         self.sync_device()?;

@@ -153,9 +153,9 @@ impl HostState {
         })
     }
 
-    /// Copies array `kind` into `dst`, whose length the caller has checked against [`layout`].
-    pub fn read(&self, kind: StateKind, dst: &mut [u8]) -> Result<()> {
-        let src: &[u8] = match (kind, &self.moments) {
+    /// Array `kind` as its little-endian bytes.
+    pub fn bytes(&self, kind: StateKind) -> Result<&[u8]> {
+        Ok(match (kind, &self.moments) {
             (StateKind::Qmap1, Moments::Blockwise8 { .. } | Moments::Dynamic8 { .. }) => {
                 as_bytes(&SIGNED_BITS)
             }
@@ -169,7 +169,12 @@ impl HostState {
                 self.unorm_vec.as_ref().ok_or_else(|| absent(kind))?,
             )),
             (_, moments) => moments_bytes(moments, kind).ok_or_else(|| absent(kind))?,
-        };
+        })
+    }
+
+    /// Copies array `kind` into `dst`, whose length the caller has checked against [`layout`].
+    pub fn read(&self, kind: StateKind, dst: &mut [u8]) -> Result<()> {
+        let src = self.bytes(kind)?;
         if src.len() != dst.len() {
             invalid!(
                 "{} holds {} bytes, the buffer {}",
@@ -186,9 +191,7 @@ impl HostState {
     /// Maps are fixed: writing one succeeds only with the library's own table.
     pub fn write(&mut self, kind: StateKind, src: &[u8]) -> Result<()> {
         if matches!(kind, StateKind::Qmap1 | StateKind::Qmap2) {
-            let mut ours = vec![0u8; 1024];
-            self.read(kind, &mut ours)?;
-            if ours != src {
+            if self.bytes(kind)? != src {
                 return Err(Error::Mismatch(format!(
                     "{} differs from the library's map (bnb-reference.md Appendix A); codes encoded with \
                      another map cannot be stepped with this one",

@@ -99,6 +99,53 @@ fn buffer_round_trip_and_size_checks() {
     assert_eq!(st, BNB_ERR_INVALID_ARGUMENT);
 }
 
+#[test]
+fn files_are_deterministic_aligned_safetensors() {
+    let a = mixed_handle(8, 2);
+    let bytes = a.serialize();
+    assert_eq!(a.serialize(), bytes, "serializing twice");
+    let dir = temp_dir("deterministic");
+    let path = dir.join("opt.safetensors");
+    ok(a.save(&path));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "save against serialize"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // The header is padded to 8 bytes and every F32 array starts 4-byte aligned in the file.
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(header % 8, 0);
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut f32_arrays = 0;
+    for (name, info) in meta.tensors() {
+        if info.dtype == safetensors::Dtype::F32 {
+            assert_eq!((8 + header + info.data_offsets.0) % 4, 0, "{name}");
+            f32_arrays += 1;
+        }
+    }
+    assert!(f32_arrays > 0);
+
+    // A buffer larger than needed: the checkpoint at its start, the rest untouched.
+    let mut big = vec![0x5Au8; bytes.len() + 100];
+    let mut written = 0u64;
+    ok(unsafe {
+        bnb_adam8bit_serialize(a.0, big.as_mut_ptr().cast(), big.len() as u64, &mut written)
+    });
+    assert_eq!(written as usize, bytes.len());
+    assert_eq!(&big[..bytes.len()], &bytes[..]);
+    assert!(big[bytes.len()..].iter().all(|&b| b == 0x5A));
+
+    // Another writer's layout of the same tensors and metadata (the safetensors crate orders
+    // arrays by name) loads to the same state.
+    let foreign = with_metadata(&bytes, |_| {});
+    assert_ne!(foreign, bytes);
+    let b = mixed_empty();
+    ok(b.deserialize(&foreign));
+    assert_eq!(a.snapshot(), b.snapshot());
+}
+
 /// Loads `bytes` into `h`, expects `status` and a message containing `needle`, and checks
 /// that `h` did not change.
 #[track_caller]

@@ -1,7 +1,8 @@
 //! Issue 7: a CPU step allocates nothing once the handle has seen a step of the same shape.
 //! A counting global allocator watches the whole process while steps run on the library's
 //! worker pool (blockwise 8-bit fp32 and bf16, the 32-bit path, the non-blockwise path with
-//! percentile clipping and max_unorm).
+//! percentile clipping and max_unorm). Issue 5: saving or serializing a CPU handle copies none
+//! of its state.
 //!
 //! The one allocation left is rayon's: each step enters the worker pool once, and the pool's
 //! queue for jobs from outside grows in 63-job blocks, so one small block is allocated about
@@ -10,7 +11,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
+use adam8bit::ffi::checkpoint::*;
 use adam8bit::ffi::handle::*;
 use adam8bit::ffi::params::*;
 use adam8bit::ffi::types::*;
@@ -21,11 +24,15 @@ use common::{ok, Handle};
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+/// The counters are process-wide: one test at a time.
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -33,6 +40,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -99,6 +107,7 @@ fn allocations(cfg: &bnb_adam8bit_config_t, shapes: &[(u64, bnb_dtype_t)]) -> u6
 
 #[test]
 fn steps_allocate_nothing() {
+    let _one = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
     // One worker pool for the whole test binary: two threads, started before counting.
     ok(bnb_set_num_threads(2));
     let mixed = [
@@ -125,4 +134,49 @@ fn steps_allocate_nothing() {
         n <= RAYON_BLOCKS,
         "non-blockwise, clipping, max_unorm: {n} in {STEPS} steps"
     );
+}
+
+/// Bytes allocated while `f` runs.
+fn bytes_allocated(f: impl FnOnce()) -> u64 {
+    let before = BYTES.load(Ordering::Relaxed);
+    f();
+    BYTES.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn saving_copies_no_state() {
+    let _one = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = bnb_adam8bit_config_default();
+    cfg.min_8bit_size = 4096;
+    let h = Handle::new(&cfg);
+    // 2^22 elements: 8 MiB of codes and 128 KiB of absmax, plus a 32-bit parameter (12 KiB).
+    tensors(&h, &[(1 << 22, BNB_DTYPE_F32), (3000, BNB_DTYPE_F32)]);
+    const LIMIT: u64 = 64 << 10;
+
+    let mut size = 0u64;
+    let n = bytes_allocated(|| ok(unsafe { bnb_adam8bit_serialized_size(h.0, &mut size) }));
+    assert!(size > 8 << 20);
+    assert!(n < LIMIT, "serialized_size allocated {n} bytes");
+
+    let mut buf = vec![0u8; size as usize];
+    let mut written = 0u64;
+    let n = bytes_allocated(|| {
+        ok(unsafe { bnb_adam8bit_serialize(h.0, buf.as_mut_ptr().cast(), size, &mut written) })
+    });
+    assert_eq!(written, size);
+    assert!(n < LIMIT, "serialize allocated {n} bytes");
+
+    let dir = std::env::temp_dir().join(format!("adam8bit-no-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = std::ffi::CString::new(
+        dir.join("opt.safetensors")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // The file is written through a 1 MiB buffer.
+    let n = bytes_allocated(|| ok(unsafe { bnb_adam8bit_save(h.0, path.as_ptr()) }));
+    assert!(n < (1 << 20) + LIMIT, "save allocated {n} bytes");
+    assert_eq!(std::fs::read(dir.join("opt.safetensors")).unwrap(), buf);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -27,8 +27,8 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
 }
 
 /// Replaces `path` by what `write` puts into a fresh file: a crash at any moment leaves
-/// either the old file or the complete new one (and possibly a stray temporary beside it:
-/// ours, `<name>.<pid>.<n>.tmp`, or the safetensors writer's `.tmp*`).
+/// either the old file or the complete new one (and possibly a stray temporary beside it,
+/// `<name>.<pid>.<n>.tmp`).
 pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temp_path(path)?;
     let written = write(&tmp).and_then(|()| {
@@ -56,8 +56,8 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
         .map_err(|e| io_error(dir, "fsync of the directory", e))
 }
 
-/// The writer may create its file private (safetensors does): a replaced checkpoint keeps the
-/// permissions of the file it replaces, a new one is readable by all (0644).
+/// A replaced checkpoint keeps the permissions of the file it replaces, whatever the umask; a
+/// new one is readable by all (0644).
 fn set_mode(tmp: &Path, target: &Path) -> Result<()> {
     #[cfg(unix)]
     {

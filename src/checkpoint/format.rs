@@ -6,10 +6,12 @@
 //! arrays its path keeps with the right dtype and shape, every checksum, and the maps.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::Path as FsPath;
 
-use safetensors::tensor::{Dtype as StDtype, Metadata, View};
+use safetensors::tensor::{Dtype as StDtype, Metadata};
 use safetensors::SafeTensors;
 
 use super::crc32::crc32;
@@ -32,36 +34,47 @@ fn st_dtype(elem_size: u64) -> StDtype {
     }
 }
 
-/// One array as safetensors sees it.
-struct ArrayView<'a> {
-    dtype: StDtype,
-    shape: [usize; 1],
-    data: &'a [u8],
+/// The largest header safetensors' reader accepts (its `MAX_HEADER_SIZE`, not exported).
+const MAX_HEADER_BYTES: usize = 100_000_000;
+
+/// A checkpoint laid out as a safetensors file: the length-prefixed header, then the arrays in
+/// file order, each borrowed from where it lives. Writing copies every array exactly once, so
+/// saving needs no buffer the size of the file.
+///
+/// The bytes depend only on the checkpoint: metadata keys are sorted and arrays are ordered by
+/// element size (F32 before U8, so every F32 array stays 4-byte aligned), then parameter, then
+/// bitsandbytes' key order.
+pub struct Encoded<'c> {
+    header: Vec<u8>,
+    arrays: Vec<&'c [u8]>,
+    len: u64,
 }
 
-impl View for ArrayView<'_> {
-    fn dtype(&self) -> StDtype {
-        self.dtype
+impl Encoded<'_> {
+    /// The size of the file in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.len
     }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
+
+    pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&self.header)?;
+        self.arrays.iter().try_for_each(|a| w.write_all(a))
     }
 }
 
-type Prepared<'c> = (Vec<(String, ArrayView<'c>)>, HashMap<String, String>);
-
-/// The tensors and metadata of `ck`, with checksums computed now.
-fn prepare<'c>(ck: &'c Checkpoint<'_>) -> Result<Prepared<'c>> {
-    let mut views = Vec::new();
+/// Lays `ck` out, computing every checksum (one read of each array).
+pub fn encode<'c>(ck: &'c Checkpoint<'_>) -> Result<Encoded<'c>> {
+    let mut placed: Vec<(u64, usize, StateKind, &[u8], u64)> = Vec::new();
     let mut entries = Vec::with_capacity(ck.params.len());
     for (i, p) in ck.params.iter().enumerate() {
         let expected = kinds(&ck.config, p.path, p.numel);
+        if p.arrays.len() != expected.len() {
+            return Err(Error::Panic(format!(
+                "parameter {i}: has {} arrays, its layout {}",
+                p.arrays.len(),
+                expected.len()
+            )));
+        }
         let mut crcs = Vec::with_capacity(expected.len());
         for ((kind, bytes), &(want, size, count)) in p.arrays.iter().zip(&expected) {
             if *kind != want || bytes.len() as u64 != size * count {
@@ -71,21 +84,7 @@ fn prepare<'c>(ck: &'c Checkpoint<'_>) -> Result<Prepared<'c>> {
                 )));
             }
             crcs.push((*kind, crc32(bytes)));
-            views.push((
-                tensor_name(i, *kind),
-                ArrayView {
-                    dtype: st_dtype(size),
-                    shape: [count as usize],
-                    data: bytes,
-                },
-            ));
-        }
-        if p.arrays.len() != expected.len() {
-            return Err(Error::Panic(format!(
-                "parameter {i}: has {} arrays, its layout {}",
-                p.arrays.len(),
-                expected.len()
-            )));
+            placed.push((size, i, *kind, bytes, count));
         }
         entries.push(ParamEntry {
             numel: p.numel,
@@ -103,34 +102,57 @@ fn prepare<'c>(ck: &'c Checkpoint<'_>) -> Result<Prepared<'c>> {
         groups: ck.groups.clone(),
         params: entries,
     };
-    Ok((views, manifest.to_metadata()))
-}
+    let metadata: BTreeMap<String, String> = manifest.to_metadata().into_iter().collect();
+    // Stable: equal sizes keep parameter order, and each parameter's arrays come in key order.
+    placed.sort_by_key(|&(size, ..)| std::cmp::Reverse(size));
 
-fn st_error(e: safetensors::SafeTensorError) -> Error {
-    match e {
-        safetensors::SafeTensorError::IoError(io) => {
-            Error::Io(format!("writing the checkpoint failed: {io}"))
-        }
-        safetensors::SafeTensorError::HeaderTooLarge => Error::Unsupported(
-            "the checkpoint's metadata exceeds safetensors' 100 MB header limit (too many parameters for one file)".into(),
-        ),
-        other => Error::Panic(format!("safetensors refused the checkpoint: {other}")),
+    let json_err = |e: serde_json::Error| Error::Panic(format!("encoding the header: {e}"));
+    let mut json = String::from("{\"__metadata__\":");
+    json.push_str(&serde_json::to_string(&metadata).map_err(json_err)?);
+    let mut offset = 0u64;
+    for &(size, i, kind, _, count) in &placed {
+        let end = offset + size * count;
+        let name = serde_json::to_string(&tensor_name(i, kind)).map_err(json_err)?;
+        let dtype = st_dtype(size);
+        json.push_str(&format!(
+            ",{name}:{{\"dtype\":\"{dtype}\",\"shape\":[{count}],\"data_offsets\":[{offset},{end}]}}"
+        ));
+        offset = end;
     }
-}
-
-/// The checkpoint as the bytes of a file.
-pub fn encode(ck: &Checkpoint<'_>) -> Result<Vec<u8>> {
-    let (views, meta) = prepare(ck)?;
-    safetensors::serialize(views, Some(meta)).map_err(st_error)
-}
-
-/// Streams the checkpoint into a new file at `path` (no durability; see [`super::file`]).
-pub fn encode_to_file(ck: &Checkpoint<'_>, path: &FsPath) -> Result<()> {
-    let (views, meta) = prepare(ck)?;
-    safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| match st_error(e) {
-        Error::Io(m) => Error::Io(format!("{}: {m}", path.display())),
-        other => other,
+    json.push('}');
+    // Padded with spaces to a multiple of 8, as safetensors' writer does, so the data starts
+    // 8-byte aligned in the file.
+    let header_len = json.len().next_multiple_of(8);
+    if header_len > MAX_HEADER_BYTES {
+        return Err(Error::Unsupported(format!(
+            "the checkpoint's metadata takes {header_len} bytes, over safetensors' limit of \
+             {MAX_HEADER_BYTES} (too many parameters for one file)"
+        )));
+    }
+    let mut header = Vec::with_capacity(8 + header_len);
+    header.extend_from_slice(&(header_len as u64).to_le_bytes());
+    header.extend_from_slice(json.as_bytes());
+    header.resize(8 + header_len, b' ');
+    Ok(Encoded {
+        len: header.len() as u64 + offset,
+        header,
+        arrays: placed
+            .into_iter()
+            .map(|(_, _, _, bytes, _)| bytes)
+            .collect(),
     })
+}
+
+/// Writes the checkpoint into a new file at `path` (no durability; see [`super::file`]).
+pub fn encode_to_file(ck: &Checkpoint<'_>, path: &FsPath) -> Result<()> {
+    let encoded = encode(ck)?;
+    let io = |what: &str, e: std::io::Error| Error::Io(format!("{}: {what}: {e}", path.display()));
+    let file = File::create_new(path).map_err(|e| io("create", e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    encoded
+        .write_to(&mut w)
+        .and_then(|()| w.flush())
+        .map_err(|e| io("write", e))
 }
 
 /// Parses and validates checkpoint bytes; arrays borrow from `bytes`.

@@ -81,9 +81,28 @@ pub fn load(opt: &mut Optimizer, path: &FsPath) -> Result<()> {
     load_bytes(opt, &bytes).map_err(|e| in_file(e, path))
 }
 
-/// The optimizer as the bytes of a checkpoint file.
-pub fn to_bytes(opt: &Optimizer) -> Result<Vec<u8>> {
-    format::encode(&snapshot::capture(opt)?)
+/// The size in bytes of the checkpoint file `opt` would be saved as now.
+pub fn serialized_len(opt: &Optimizer) -> Result<u64> {
+    Ok(format::encode(&snapshot::capture(opt)?)?.file_len())
+}
+
+/// Writes the bytes of the checkpoint file into `buf`, if they fit, and returns their count;
+/// a buffer that is too small is an error and is left untouched.
+pub fn serialize_into(opt: &Optimizer, buf: &mut [u8]) -> Result<u64> {
+    let ck = snapshot::capture(opt)?;
+    let encoded = format::encode(&ck)?;
+    let len = encoded.file_len();
+    let Some(dst) = usize::try_from(len).ok().and_then(|l| buf.get_mut(..l)) else {
+        return Err(Error::InvalidArgument(format!(
+            "the buffer holds {} bytes, the checkpoint needs {len} (bnb_adam8bit_serialized_size)",
+            buf.len()
+        )));
+    };
+    let mut cursor = dst;
+    encoded
+        .write_to(&mut cursor)
+        .map_err(|e| Error::Panic(format!("the checkpoint outgrew its computed size: {e}")))?;
+    Ok(len)
 }
 
 /// Loads checkpoint bytes into `opt`: everything is validated first; on any error `opt` is

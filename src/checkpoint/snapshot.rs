@@ -18,14 +18,19 @@ use crate::error::{try_vec, Error, Result};
 use crate::optimizer::Optimizer;
 use crate::state::StateKind;
 
-/// A copy of everything a checkpoint holds.
-pub fn capture(opt: &Optimizer) -> Result<Checkpoint<'static>> {
+/// Everything a checkpoint holds: host state borrowed in place (saving a CPU handle copies
+/// nothing), device state copied to host memory.
+pub fn capture(opt: &Optimizer) -> Result<Checkpoint<'_>> {
     let cfg = *opt.config();
     let mut params = Vec::with_capacity(opt.params().len());
     for (i, p) in opt.params().iter().enumerate() {
         let id = i as u32;
         let mut arrays = Vec::new();
         for (kind, _, _) in kinds(&cfg, p.path, p.numel) {
+            if let Some(bytes) = opt.host_state(id, kind)? {
+                arrays.push((kind, Cow::Borrowed(bytes)));
+                continue;
+            }
             let size = usize::try_from(opt.state_size(id, kind)?)
                 .map_err(|_| Error::OutOfMemory("state larger than the address space".into()))?;
             let mut buf = try_vec(size, 0u8, kind.name())?;

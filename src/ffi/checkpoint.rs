@@ -78,8 +78,9 @@ pub unsafe extern "C" fn bnb_adam8bit_load(
     })
 }
 
-/// The exact size in bytes of what `bnb_adam8bit_serialize` writes now (it builds the
-/// checkpoint to measure it).
+/// The exact size in bytes of what `bnb_adam8bit_serialize` writes now. It reads every state
+/// array once (the header holds their checksums); a CUDA handle's state is copied to host
+/// memory for that.
 ///
 /// # Safety
 /// `h` must be a live handle or NULL; `out_bytes` writable or NULL.
@@ -91,7 +92,7 @@ pub unsafe extern "C" fn bnb_adam8bit_serialized_size(
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
         let out = arg_mut(out_bytes, "out_bytes")?;
-        *out = checkpoint::to_bytes(&opt)?.len() as u64;
+        *out = checkpoint::serialized_len(&opt)?;
         Ok(())
     })
 }
@@ -116,15 +117,11 @@ pub unsafe extern "C" fn bnb_adam8bit_serialize(
         if buf.is_null() {
             invalid!("buf is NULL");
         }
-        let bytes = checkpoint::to_bytes(&opt)?;
-        if bytes.len() as u64 > buf_bytes {
-            invalid!(
-                "buf holds {buf_bytes} bytes, the checkpoint needs {} (bnb_adam8bit_serialized_size)",
-                bytes.len()
-            );
-        }
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len());
-        *out = bytes.len() as u64;
+        // No object exceeds isize::MAX bytes, so a larger count can only be shortened.
+        let cap =
+            usize::try_from(buf_bytes).map_or(isize::MAX as usize, |b| b.min(isize::MAX as usize));
+        let dst = std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap);
+        *out = checkpoint::serialize_into(&opt, dst)?;
         Ok(())
     })
 }
