@@ -12,7 +12,7 @@ use crate::cuda;
 use crate::dtype::Dtype;
 use crate::error::{invalid, Error, Result};
 use crate::scalars::StepScalars;
-use crate::state::{layout, state_bytes, HostState, StateKind};
+use crate::state::{layout, negative_magnitude, state_bytes, HostState, StateKind};
 
 /// Where a handle's state lives and its steps run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +328,12 @@ impl Optimizer {
 
     pub fn write_state(&mut self, id: u32, kind: StateKind, src: &[u8]) -> Result<()> {
         self.check_state_len(id, kind, src.len())?;
+        if let Some((i, x)) = negative_magnitude(kind, src) {
+            invalid!(
+                "{}[{i}] of parameter {id} is {x}: it holds magnitudes, which are never negative",
+                kind.name()
+            );
+        }
         self.sync_device()?;
         match &mut self.param_mut(id)?.state {
             Storage::Host(h) => h.write(kind, src)?,

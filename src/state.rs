@@ -55,6 +55,22 @@ impl StateKind {
     }
 }
 
+/// Arrays that hold magnitudes (block and tensor maxima of |m| and |v|, squared gradient norms,
+/// an update norm): no step ever makes one negative. NaN and infinities can arise (an
+/// overflowing `g * g`) and are kept, so a diverged run still saves and loads as it was.
+/// Returns the first negative element's index and value.
+pub fn negative_magnitude(kind: StateKind, bytes: &[u8]) -> Option<(usize, f32)> {
+    use StateKind::*;
+    if !matches!(kind, Absmax1 | Absmax2 | Max1 | Max2 | GnormVec | UnormVec) {
+        return None;
+    }
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .enumerate()
+        .find(|&(_, x)| x < 0.0)
+}
+
 /// The two moments, in the layout of the parameter's path.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Moments {

@@ -522,6 +522,25 @@ fn state_accessors_check_kind_and_exact_size() {
         BNB_ERR_MISMATCH,
     );
     assert!(snapshot(&h, &[blk, big]) == before);
+    // Magnitudes are never negative; NaN and infinity are kept (a diverged run saves as is).
+    let absmax = h.read(big, BNB_ABSMAX1);
+    let mut neg = absmax.clone();
+    neg[4..8].copy_from_slice(&(-1.0f32).to_le_bytes());
+    expect(
+        unsafe {
+            bnb_adam8bit_write_state(h.0, big, BNB_ABSMAX1, neg.as_ptr().cast(), neg.len() as u64)
+        },
+        BNB_ERR_INVALID_ARGUMENT,
+    );
+    assert!(message().contains("absmax1[1]"), "{}", message());
+    assert!(snapshot(&h, &[blk, big]) == before);
+    let mut odd = absmax.clone();
+    odd[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    odd[4..8].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    odd[8..12].copy_from_slice(&(-0.0f32).to_le_bytes());
+    h.write(big, BNB_ABSMAX1, &odd);
+    assert_eq!(h.read(big, BNB_ABSMAX1), odd);
+    h.write(big, BNB_ABSMAX1, &absmax);
     // Written state reads back exactly.
     let codes: Vec<u8> = (0..4097).map(|i| (i * 7 % 256) as u8).collect();
     h.write(big, BNB_STATE2, &codes);

@@ -231,6 +231,12 @@ fn metadata(bytes: &[u8]) -> HashMap<String, String> {
     meta.metadata().clone().unwrap()
 }
 
+/// The data offsets of tensor `name`.
+fn meta_info(bytes: &[u8], name: &str) -> (usize, usize) {
+    let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+    meta.info(name).unwrap().data_offsets
+}
+
 /// Rewrites a checkpoint with edited metadata (and a correct header checksum, per the rule in
 /// docs/checkpoint.md), keeping its tensors.
 fn with_metadata(bytes: &[u8], edit: impl FnOnce(&mut HashMap<String, String>)) -> Vec<u8> {
@@ -260,8 +266,7 @@ fn damage_and_foreign_files_are_rejected() {
             .iter()
             .map(|(_, t)| t.data().len())
             .sum::<usize>();
-    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let (s, _) = meta.info("param.0.state2").unwrap().data_offsets;
+    let (s, _) = meta_info(&bytes, "param.0.state2");
     let mut damaged = bytes.clone();
     damaged[data_start + s + 17] ^= 0x10;
     rejected(
@@ -310,6 +315,24 @@ fn damage_and_foreign_files_are_rejected() {
         m.insert("params".into(), p);
     });
     rejected(&h, &contradicting, BNB_ERR_CORRUPT, "parameter 0.path");
+
+    // A negative absmax with every checksum correct: impossible state, named.
+    let (s, _) = meta_info(&bytes, "param.0.absmax1");
+    let mut negative = bytes.clone();
+    negative[data_start + s + 8..data_start + s + 12].copy_from_slice(&(-0.5f32).to_le_bytes());
+    let st = SafeTensors::deserialize(&negative).unwrap();
+    let crc = crc32(st.tensor("param.0.absmax1").unwrap().data());
+    let negative = with_metadata(&negative, |m| {
+        let mut params: serde_json::Value = serde_json::from_str(&m["params"]).unwrap();
+        params[0]["crc32"]["absmax1"] = crc.into();
+        m.insert("params".into(), params.to_string());
+    });
+    rejected(
+        &h,
+        &negative,
+        BNB_ERR_CORRUPT,
+        "parameter 0.absmax1: element 2 is -0.5",
+    );
 
     let dir = temp_dir("damage");
     let st = h.load(&dir.join("missing.safetensors"));

@@ -19,7 +19,7 @@ use super::manifest::{path_name, Manifest, ParamEntry, FORMAT_VERSION};
 use super::{kinds, Checkpoint, ParamRecord};
 use crate::error::{Error, Result};
 use crate::qmap::{SIGNED_BITS, UNSIGNED_BITS};
-use crate::state::{as_bytes, StateKind};
+use crate::state::{as_bytes, negative_magnitude, StateKind};
 
 /// The tensor name of array `kind` of parameter `i`.
 pub fn tensor_name(i: usize, kind: StateKind) -> String {
@@ -301,6 +301,11 @@ fn arrays<'d>(
         if actual != crc {
             return Err(field(format!(
                 "checksum mismatch (stored {crc:08x}, computed {actual:08x}): the data is damaged"
+            )));
+        }
+        if let Some((at, x)) = negative_magnitude(kind, bytes) {
+            return Err(field(format!(
+                "element {at} is {x}, a negative magnitude no step produces"
             )));
         }
         let ours = match kind {
