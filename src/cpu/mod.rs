@@ -285,17 +285,13 @@ fn grad_task(v: &View, task: &Task) -> Partial {
     with_element!(v.dtype, P => unsafe { kernels::grad_norm_sq::<P>(part(v.grad as *const P, task)) })
 }
 
-/// One step of every job, as one parallel sweep per phase. The caller has validated every
-/// pointer and size; nothing here can fail after the pool is obtained.
+/// One step of every job in `scratch.jobs`, as one parallel sweep per phase; returns each
+/// job's outcome, in job order. The caller has validated every pointer and size; nothing here
+/// can fail after the pool is obtained.
 ///
 /// # Safety
-/// Each job's `param` and `grad` must point to `numel` elements of `dtype`, stay valid for the
-/// call, and not overlap any other job's buffers or each other.
-/// Runs one step for `scratch.jobs` and returns each job's outcome, in job order.
-///
-/// # Safety
-/// Every job's pointers must be valid for its `numel` elements (and its state for the call),
-/// and no two jobs may share memory.
+/// Each job's `param` and `grad` must point to `numel` elements of `dtype`, and its state be
+/// valid, for the call; no two jobs may share memory, nor a job's buffers each other.
 pub unsafe fn step(scratch: &mut Scratch) -> Result<&[Outcome]> {
     // One entry into the pool per step: every phase's parallel sweep runs inside it.
     pool()?.install(|| sweep(scratch));
