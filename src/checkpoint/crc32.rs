@@ -1,57 +1,12 @@
 //! CRC-32 (the IEEE 802.3 polynomial, as zlib, PNG and Python's `zlib.crc32` compute it), so a
-//! checkpoint's checksums can be verified with Python's standard library alone.
-
-/// The reflected form of the polynomial 0x04C11DB7.
-const POLY: u32 = 0xEDB8_8320;
-
-/// `TABLES[0][b]` is the remainder of byte `b`; `TABLES[k][b]` that of `b` followed by `k` zero
-/// bytes, so eight bytes are folded per step ("slicing by 8") instead of one.
-const TABLES: [[u32; 256]; 8] = {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut r = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            r = if r & 1 != 0 { (r >> 1) ^ POLY } else { r >> 1 };
-            bit += 1;
-        }
-        t[0][i] = r;
-        i += 1;
-    }
-    let mut k = 1;
-    while k < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let prev = t[k - 1][i];
-            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
-            i += 1;
-        }
-        k += 1;
-    }
-    t
-};
+//! checkpoint's checksums can be verified with Python's standard library alone. Computed by
+//! `crc32fast` (carry-less multiply where the CPU has it: about 7 GB/s against 1.5 GB/s for a
+//! table-driven loop on the development machine), since every save and load reads each array
+//! through it once.
 
 /// The CRC-32 of `data` (initial value and final XOR 0xFFFFFFFF).
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = TABLES[7][(lo & 0xFF) as usize]
-            ^ TABLES[6][((lo >> 8) & 0xFF) as usize]
-            ^ TABLES[5][((lo >> 16) & 0xFF) as usize]
-            ^ TABLES[4][(lo >> 24) as usize]
-            ^ TABLES[3][(hi & 0xFF) as usize]
-            ^ TABLES[2][((hi >> 8) & 0xFF) as usize]
-            ^ TABLES[1][((hi >> 16) & 0xFF) as usize]
-            ^ TABLES[0][(hi >> 24) as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = TABLES[0][((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
+    crc32fast::hash(data)
 }
 
 #[cfg(test)]
@@ -70,24 +25,26 @@ mod tests {
         );
     }
 
-    /// The 8-byte steps agree with the bytewise definition at every length and alignment.
+    /// Agrees with the bitwise definition at every length and alignment up to 300 bytes, which
+    /// crosses the vectorised path's 64- and 128-byte folding steps.
     #[test]
-    fn sliced_equals_bytewise() {
-        let bytewise = |d: &[u8]| {
+    fn equals_the_bitwise_definition() {
+        const POLY: u32 = 0xEDB8_8320; // 0x04C11DB7, reflected
+        let bitwise = |d: &[u8]| {
             !d.iter().fold(!0u32, |crc, &b| {
                 (0..8).fold(crc ^ b as u32, |r, _| {
                     if r & 1 != 0 {
-                        (r >> 1) ^ super::POLY
+                        (r >> 1) ^ POLY
                     } else {
                         r >> 1
                     }
                 })
             })
         };
-        let data: Vec<u8> = (0..100u32).map(|i| (i * 37 + 11) as u8).collect();
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 37 + 11) as u8).collect();
         for start in 0..8 {
             for end in start..data.len() {
-                assert_eq!(crc32(&data[start..end]), bytewise(&data[start..end]));
+                assert_eq!(crc32(&data[start..end]), bitwise(&data[start..end]));
             }
         }
     }
