@@ -31,7 +31,8 @@ static void test_versions(void) {
 }
 
 static void test_defaults(void) {
-    bnb_adam8bit_config_t c = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t c;
+    REQUIRE_OK(bnb_adam8bit_config_default(&c, sizeof c));
     EXPECT(c.struct_size == sizeof c);
     EXPECT(c.lr == 1e-3 && c.beta1 == 0.9 && c.beta2 == 0.999 && c.eps == 1e-8);
     EXPECT(c.weight_decay == 0 && c.max_unorm == 0 && c.min_8bit_size == 4096);
@@ -49,26 +50,27 @@ static void test_defaults(void) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         bnb_adam8bit_config_t p;
         memset(&p, 0, sizeof p);
-        p.struct_size = sizeof p; /* outputs are written up to the caller's struct_size */
-        EXPECT_OK(bnb_adam8bit_config_preset(presets[i].p, &p));
+        EXPECT_OK(bnb_adam8bit_config_preset(presets[i].p, &p, sizeof p));
         EXPECT(p.struct_size == sizeof p && p.lr == 1e-3 && p.beta2 == 0.999);
         EXPECT(p.weight_decay == presets[i].wd && p.is_paged == presets[i].paged);
     }
 
-    bnb_param_options_t o = bnb_param_options_default();
+    bnb_param_options_t o;
+    REQUIRE_OK(bnb_param_options_default(&o, sizeof o));
     EXPECT(o.struct_size == sizeof o && o.flags == 0 && o.group == 0);
 }
 
 /* Registration on every path, exact state sizes and param_info. */
 static void test_params_and_sizes(void) {
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t cfg;
+    REQUIRE_OK(bnb_adam8bit_config_default(&cfg, sizeof cfg));
     bnb_adam8bit_t *h = NULL;
     REQUIRE_OK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &h));
     bnb_device_t dev = -1;
     EXPECT_OK(bnb_adam8bit_get_device(h, &dev));
     EXPECT(dev == BNB_DEVICE_CPU);
-    bnb_adam8bit_config_t back = {.struct_size = sizeof back};
-    EXPECT_OK(bnb_adam8bit_get_config(h, &back));
+    bnb_adam8bit_config_t back;
+    EXPECT_OK(bnb_adam8bit_get_config(h, &back, sizeof back));
     EXPECT(back.lr == cfg.lr && back.beta1 == cfg.beta1 && back.min_8bit_size == 4096);
 
     /* numel, dtype, optim_bits override (0 = none), expected path */
@@ -86,7 +88,8 @@ static void test_params_and_sizes(void) {
     };
     const size_t np = sizeof p / sizeof p[0];
     for (uint32_t i = 0; i < np; i++) {
-        bnb_param_options_t o = bnb_param_options_default();
+        bnb_param_options_t o;
+        REQUIRE_OK(bnb_param_options_default(&o, sizeof o));
         if (p[i].bits) {
             o.flags = BNB_OPT_OPTIM_BITS;
             o.optim_bits = p[i].bits;
@@ -122,8 +125,7 @@ static void test_params_and_sizes(void) {
         }
         bnb_param_info_t info;
         memset(&info, 0xAB, sizeof info);
-        info.struct_size = sizeof info;
-        EXPECT_OK(bnb_adam8bit_param_info(h, i, &info));
+        EXPECT_OK(bnb_adam8bit_param_info(h, i, &info, sizeof info));
         EXPECT(info.struct_size == sizeof info && info.numel == n && info.dtype == p[i].dtype);
         EXPECT(info.path == p[i].path && info.step == 0 && info.nonfinite_count == 0);
         EXPECT(info.blocks == (eight ? blocks : 0) && info.state_bytes == total);
@@ -131,14 +133,13 @@ static void test_params_and_sizes(void) {
     }
 
     /* An older caller's smaller struct: the library fills only what it was given. */
-    unsigned char small[16];
+    unsigned char small[24];
     memset(small, 0xCD, sizeof small);
-    uint64_t sz = 16;
-    memcpy(small, &sz, sizeof sz);
-    EXPECT_OK(bnb_adam8bit_param_info(h, 0, (bnb_param_info_t *)(void *)small));
-    uint64_t numel0;
+    EXPECT_OK(bnb_adam8bit_param_info(h, 0, (bnb_param_info_t *)(void *)small, 16));
+    uint64_t sz, numel0;
+    memcpy(&sz, small, sizeof sz);
     memcpy(&numel0, small + 8, sizeof numel0);
-    EXPECT(numel0 == 1);
+    EXPECT(sz == 16 && numel0 == 1 && small[16] == 0xCD && small[23] == 0xCD);
 
     /* The maps are the library's constant tables (sorted; the signed one has 0 at code 127 and
      * ends at 1, the unsigned one runs from 0 to 1), and writing one back unchanged is
@@ -160,7 +161,8 @@ static void test_params_and_sizes(void) {
  * update is -lr * g / (|g| + eps') = -lr * sign(g) up to eps. Checks the fp32 path's state and
  * the parameter, the non-finite guard, and that a blockwise step moves every element by ~lr. */
 static void test_first_step(void) {
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t cfg;
+    REQUIRE_OK(bnb_adam8bit_config_default(&cfg, sizeof cfg));
     bnb_adam8bit_t *h = NULL;
     REQUIRE_OK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, -1, &h));
     enum { N32 = 1000, N8 = 8192 };
@@ -191,8 +193,7 @@ static void test_first_step(void) {
     }
     EXPECT(bad == 0);
     bnb_param_info_t info;
-    info.struct_size = sizeof info;
-    EXPECT_OK(bnb_adam8bit_param_info(h, a, &info));
+    EXPECT_OK(bnb_adam8bit_param_info(h, a, &info, sizeof info));
     EXPECT(info.step == 1 && info.nonfinite_count == 2);
     bad = 0;
     for (int i = 0; i < N8; i++) bad += fabsf(fabsf(p8[i]) - 1e-3f) > 2e-5f; /* 8-bit: ~1e-3 */
@@ -205,7 +206,7 @@ static void test_first_step(void) {
 
     /* set_step: the counter is what the next step's bias correction uses. */
     EXPECT_OK(bnb_adam8bit_set_step(h, a, 41));
-    EXPECT_OK(bnb_adam8bit_param_info(h, a, &info));
+    EXPECT_OK(bnb_adam8bit_param_info(h, a, &info, sizeof info));
     EXPECT(info.step == 41);
     /* write_state then read_state returns the same bytes. */
     for (int i = 0; i < N32; i++) m[i] = (float)i * 1e-3f;
@@ -228,10 +229,12 @@ static void fill(model_t *mdl, int step) {
 }
 
 static bnb_adam8bit_t *train(model_t *mdl, int use_many, double lr_group1) {
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t cfg;
+    REQUIRE_OK(bnb_adam8bit_config_default(&cfg, sizeof cfg));
     bnb_adam8bit_t *h = NULL;
     REQUIRE_OK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &h));
-    bnb_param_options_t o = bnb_param_options_default();
+    bnb_param_options_t o;
+    REQUIRE_OK(bnb_param_options_default(&o, sizeof o));
     uint32_t a, b;
     REQUIRE_OK(bnb_adam8bit_add_param_ex(h, NA, BNB_DTYPE_F32, &o, &a));
     o.group = 1;
@@ -262,14 +265,13 @@ static void test_many_groups_threads(void) {
     EXPECT(snapshot_equal(&s1, &s2));
     EXPECT(memcmp(&x, &y, sizeof x) == 0);
     bnb_param_info_t info;
-    info.struct_size = sizeof info;
-    EXPECT_OK(bnb_adam8bit_param_info(h1, 1, &info));
+    EXPECT_OK(bnb_adam8bit_param_info(h1, 1, &info, sizeof info));
     EXPECT(info.group == 1 && info.lr == 1e-3 && info.step == STEPS); /* 0.5 * 2e-3 */
     /* set_lr moves every group; lr_scale still applies. */
     EXPECT_OK(bnb_adam8bit_set_lr(h1, 4e-3));
-    EXPECT_OK(bnb_adam8bit_param_info(h1, 1, &info));
+    EXPECT_OK(bnb_adam8bit_param_info(h1, 1, &info, sizeof info));
     EXPECT(info.lr == 2e-3);
-    EXPECT_OK(bnb_adam8bit_param_info(h1, 0, &info));
+    EXPECT_OK(bnb_adam8bit_param_info(h1, 0, &info, sizeof info));
     EXPECT(info.lr == 4e-3);
     snapshot_free(&s1);
     snapshot_free(&s2);

@@ -23,12 +23,14 @@ typedef struct {
 static fixture_t F;
 
 static void fixture_init(void) {
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t cfg;
+    REQUIRE_OK(bnb_adam8bit_config_default(&cfg, sizeof cfg));
     REQUIRE_OK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &F.h));
     uint32_t id;
     REQUIRE_OK(bnb_adam8bit_add_param(F.h, N0, BNB_DTYPE_F32, &id)); /* 0: blockwise 8-bit */
     REQUIRE_OK(bnb_adam8bit_add_param(F.h, N1, BNB_DTYPE_F32, &id)); /* 1: fp32 */
-    bnb_param_options_t o = bnb_param_options_default();
+    bnb_param_options_t o;
+    REQUIRE_OK(bnb_param_options_default(&o, sizeof o));
     o.flags = BNB_OPT_MIN_8BIT_SIZE | BNB_OPT_OPTIM_BITS;
     o.min_8bit_size = 256;
     o.optim_bits = 8;
@@ -90,15 +92,14 @@ static void null_handle(void) {
     uint32_t u;
     uint64_t n;
     bnb_param_info_t info;
-    info.struct_size = sizeof info;
     bnb_step_item_t it = {0, F.p0, F.g0};
     float buf[N0];
-    MISUSE(INVALID, bnb_adam8bit_get_config(NULL, &c));
+    MISUSE(INVALID, bnb_adam8bit_get_config(NULL, &c, sizeof c));
     MISUSE(INVALID, bnb_adam8bit_get_device(NULL, &d));
     MISUSE(INVALID, bnb_adam8bit_add_param(NULL, 10, BNB_DTYPE_F32, &u));
     MISUSE(INVALID, bnb_adam8bit_add_param_ex(NULL, 10, BNB_DTYPE_F32, NULL, &u));
     MISUSE(INVALID, bnb_adam8bit_num_params(NULL, &u));
-    MISUSE(INVALID, bnb_adam8bit_param_info(NULL, 0, &info));
+    MISUSE(INVALID, bnb_adam8bit_param_info(NULL, 0, &info, sizeof info));
     MISUSE(INVALID, bnb_adam8bit_set_lr(NULL, 1e-3));
     MISUSE(INVALID, bnb_adam8bit_set_group_lr(NULL, 0, 1e-3));
     MISUSE(INVALID, bnb_adam8bit_step(NULL, 0, F.p0, F.g0, NULL));
@@ -112,17 +113,19 @@ static void null_handle(void) {
 
 static void null_pointers(void) {
     begin_class("NULL pointers");
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t cfg;
+    REQUIRE_OK(bnb_adam8bit_config_default(&cfg, sizeof cfg));
     bnb_step_item_t it = {0, NULL, F.g0};
-    MISUSE(INVALID, bnb_adam8bit_config_preset(BNB_PRESET_ADAM8BIT, NULL));
+    MISUSE(INVALID, bnb_adam8bit_config_default(NULL, sizeof cfg));
+    MISUSE(INVALID, bnb_adam8bit_config_preset(BNB_PRESET_ADAM8BIT, NULL, sizeof cfg));
     MISUSE(INVALID, bnb_adam8bit_create(NULL, BNB_DEVICE_CPU, 0, &F.h));
     MISUSE(INVALID, bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, NULL));
-    MISUSE(INVALID, bnb_adam8bit_get_config(F.h, NULL));
+    MISUSE(INVALID, bnb_adam8bit_get_config(F.h, NULL, sizeof cfg));
     MISUSE(INVALID, bnb_adam8bit_get_device(F.h, NULL));
     MISUSE(INVALID, bnb_adam8bit_add_param(F.h, 10, BNB_DTYPE_F32, NULL));
     MISUSE(INVALID, bnb_adam8bit_add_param_ex(F.h, 10, BNB_DTYPE_F32, NULL, NULL));
     MISUSE(INVALID, bnb_adam8bit_num_params(F.h, NULL));
-    MISUSE(INVALID, bnb_adam8bit_param_info(F.h, 0, NULL));
+    MISUSE(INVALID, bnb_adam8bit_param_info(F.h, 0, NULL, sizeof(bnb_param_info_t)));
     MISUSE(INVALID, bnb_adam8bit_step(F.h, 0, NULL, F.g0, NULL));
     MISUSE(INVALID, bnb_adam8bit_step(F.h, 0, F.p0, NULL, NULL));
     MISUSE(INVALID, bnb_adam8bit_step_many(F.h, &it, 1, NULL));
@@ -137,10 +140,9 @@ static void unknown_ids(void) {
     begin_class("unknown parameter id");
     uint64_t n;
     bnb_param_info_t info;
-    info.struct_size = sizeof info;
     unsigned char buf[N0];
     bnb_step_item_t it = {3, F.p0, F.g0};
-    MISUSE(INVALID, bnb_adam8bit_param_info(F.h, 3, &info));
+    MISUSE(INVALID, bnb_adam8bit_param_info(F.h, 3, &info, sizeof info));
     MISUSE(INVALID, bnb_adam8bit_step(F.h, 3, F.p0, F.g0, NULL));
     MISUSE(INVALID, bnb_adam8bit_step(F.h, UINT32_MAX, F.p0, F.g0, NULL));
     MISUSE(INVALID, bnb_adam8bit_step_many(F.h, &it, 1, NULL));
@@ -169,7 +171,8 @@ static void wrong_sizes(void) {
 
 static void bad_config(void) {
     begin_class("bad configuration values");
-    const bnb_adam8bit_config_t d = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t d;
+    REQUIRE_OK(bnb_adam8bit_config_default(&d, sizeof d));
     bnb_adam8bit_config_t c;
 #define WITH(field, value) (c = d, c.field = (value), create_with(c, BNB_DEVICE_CPU, 0))
     MISUSE(INVALID, WITH(lr, NAN));
@@ -195,7 +198,8 @@ static void bad_config(void) {
 
 static void bad_overrides(void) {
     begin_class("bad per-parameter overrides");
-    const bnb_param_options_t d = bnb_param_options_default();
+    bnb_param_options_t d;
+    REQUIRE_OK(bnb_param_options_default(&d, sizeof d));
     bnb_param_options_t o;
     uint32_t u;
 #define ADD(flag, field, value)                                                              \
@@ -223,12 +227,13 @@ static void bad_overrides(void) {
 
 static void unknown_enums(void) {
     begin_class("unknown enum values");
-    bnb_adam8bit_config_t c = bnb_adam8bit_config_default(), out;
+    bnb_adam8bit_config_t c, out;
+    REQUIRE_OK(bnb_adam8bit_config_default(&c, sizeof c));
     uint32_t u;
     uint64_t n;
     unsigned char buf[N0];
-    MISUSE(INVALID, bnb_adam8bit_config_preset(4, &out));
-    MISUSE(INVALID, bnb_adam8bit_config_preset(-1, &out));
+    MISUSE(INVALID, bnb_adam8bit_config_preset(4, &out, sizeof out));
+    MISUSE(INVALID, bnb_adam8bit_config_preset(-1, &out, sizeof out));
     MISUSE(INVALID, create_with(c, 7, 0)); /* no such device */
     MISUSE(INVALID, bnb_adam8bit_add_param(F.h, 10, 3, &u));
     MISUSE(INVALID, bnb_adam8bit_add_param(F.h, 10, -1, &u));
@@ -257,39 +262,44 @@ static void state_kinds_not_kept(void) {
 
 static void struct_sizes(void) {
     begin_class("struct_size mismatches");
-    bnb_adam8bit_config_t c = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t c;
+    REQUIRE_OK(bnb_adam8bit_config_default(&c, sizeof c));
     uint32_t u;
     c.struct_size = 8; /* a caller compiled against an older, smaller struct */
     MISUSE(INVALID, create_with(c, BNB_DEVICE_CPU, 0));
     c.struct_size = 0; /* never initialised */
     MISUSE(INVALID, create_with(c, BNB_DEVICE_CPU, 0));
-    /* A newer caller's larger struct whose extra (unknown) bytes are set: refused rather than
-     * silently ignoring an option. */
+    /* A newer caller's larger struct: the defaults zero the option this library does not
+     * know and keep the caller's size, so setting that option is refused rather than
+     * silently ignored. */
     struct {
         bnb_adam8bit_config_t c;
         uint64_t future_option;
-    } bigger = {bnb_adam8bit_config_default(), 1};
-    bigger.c.struct_size = sizeof bigger;
+    } bigger;
+    memset(&bigger, 0xEE, sizeof bigger);
+    REQUIRE_OK(bnb_adam8bit_config_default(&bigger.c, sizeof bigger));
+    EXPECT(bigger.c.struct_size == sizeof bigger && bigger.future_option == 0);
+    bigger.future_option = 1;
     bnb_adam8bit_t *sentinel = (bnb_adam8bit_t *)&F, *out = sentinel;
     MISUSE(BNB_ERR_UNSUPPORTED, bnb_adam8bit_create(&bigger.c, BNB_DEVICE_CPU, 0, &out));
     EXPECT(out == sentinel);
     /* The config's reserved tail bytes must be zero, its bools 0 or 1. */
-    c = bnb_adam8bit_config_default();
+    REQUIRE_OK(bnb_adam8bit_config_default(&c, sizeof c));
     c.reserved[0] = 1;
     MISUSE(BNB_ERR_UNSUPPORTED, create_with(c, BNB_DEVICE_CPU, 0));
-    c = bnb_adam8bit_config_default();
+    REQUIRE_OK(bnb_adam8bit_config_default(&c, sizeof c));
     memset(&c.block_wise, 2, 1);
     MISUSE(INVALID, create_with(c, BNB_DEVICE_CPU, 0));
-    /* Outputs need the caller's struct_size. */
-    c.struct_size = 0;
-    MISUSE(INVALID, bnb_adam8bit_get_config(F.h, &c));
-    MISUSE(INVALID, bnb_adam8bit_config_preset(BNB_PRESET_ADAM8BIT, &c));
-    bnb_param_options_t o = bnb_param_options_default();
+    /* Outputs need a plausible struct size: at least the struct_size field, at most 1 MiB. */
+    MISUSE(INVALID, bnb_adam8bit_get_config(F.h, &c, 0));
+    MISUSE(INVALID, bnb_adam8bit_config_preset(BNB_PRESET_ADAM8BIT, &c, 7));
+    MISUSE(INVALID, bnb_adam8bit_config_default(&c, (size_t)1 << 40));
+    bnb_param_options_t o;
+    REQUIRE_OK(bnb_param_options_default(&o, sizeof o));
     o.struct_size = sizeof o - 8;
     MISUSE(INVALID, bnb_adam8bit_add_param_ex(F.h, 10, BNB_DTYPE_F32, &o, &u));
     bnb_param_info_t info;
-    info.struct_size = 0;
-    MISUSE(INVALID, bnb_adam8bit_param_info(F.h, 0, &info));
+    MISUSE(INVALID, bnb_adam8bit_param_info(F.h, 0, &info, 0));
     end_class();
 }
 
@@ -345,8 +355,7 @@ int main(void) {
     bnb_step_item_t items[2] = {{0, F.p0, F.g0}, {1, F.p1, F.g1}};
     EXPECT_OK(bnb_adam8bit_step_many(F.h, items, 2, NULL));
     bnb_param_info_t info;
-    info.struct_size = sizeof info;
-    EXPECT_OK(bnb_adam8bit_param_info(F.h, 0, &info));
+    EXPECT_OK(bnb_adam8bit_param_info(F.h, 0, &info, sizeof info));
     EXPECT(info.step == 2);
     bnb_adam8bit_destroy(F.h);
     printf("%d misuse cases rejected with their status and a message, nothing changed\n",

@@ -225,11 +225,13 @@ typedef struct {
 /* One training run. fp32_states selects the optim_bits = 32 override for every parameter. */
 static void train(const dataset_t *d, const mlp_t *init, int steps, int fp32_states,
                   run_result_t *out) {
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default(); /* lr 1e-3, betas .9/.999 */
+    bnb_adam8bit_config_t cfg;
+    CHECK(bnb_adam8bit_config_default(&cfg, sizeof cfg)); /* lr 1e-3, betas .9/.999 */
     bnb_adam8bit_t *opt = NULL;
     CHECK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &opt));
 
-    bnb_param_options_t po = bnb_param_options_default();
+    bnb_param_options_t po;
+    CHECK(bnb_param_options_default(&po, sizeof po));
     if (fp32_states) {
         po.flags |= BNB_OPT_OPTIM_BITS;
         po.optim_bits = 32;
@@ -241,8 +243,7 @@ static void train(const dataset_t *d, const mlp_t *init, int steps, int fp32_sta
     out->state_bytes = 0;
     for (int t = 0; t < 4; t++) {
         bnb_param_info_t info;
-        info.struct_size = sizeof info;
-        CHECK(bnb_adam8bit_param_info(opt, ids[t], &info));
+        CHECK(bnb_adam8bit_param_info(opt, ids[t], &info, sizeof info));
         /* The 8-bit run must really use 8-bit state for the matrices and fp32 for the biases;
          * otherwise the comparison below would prove nothing. */
         bnb_path_t want = (fp32_states || NUMEL[t] < cfg.min_8bit_size) ? BNB_PATH_FP32

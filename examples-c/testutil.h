@@ -84,9 +84,9 @@ static void snap_put(snapshot_t *s, const void *p, size_t n) {
 
 static snapshot_t snapshot(const bnb_adam8bit_t *h) {
     snapshot_t s = {NULL, 0, 0};
-    bnb_adam8bit_config_t c = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t c;
     uint32_t n = 0;
-    REQUIRE_OK(bnb_adam8bit_get_config(h, &c));
+    REQUIRE_OK(bnb_adam8bit_get_config(h, &c, sizeof c));
     snap_put(&s, &c.lr, sizeof c.lr);
     snap_put(&s, &c.beta1, sizeof c.beta1);
     snap_put(&s, &c.beta2, sizeof c.beta2);
@@ -97,8 +97,7 @@ static snapshot_t snapshot(const bnb_adam8bit_t *h) {
     for (uint32_t id = 0; id < n; id++) {
         bnb_param_info_t i;
         memset(&i, 0, sizeof i);
-        i.struct_size = sizeof i;
-        REQUIRE_OK(bnb_adam8bit_param_info(h, id, &i));
+        REQUIRE_OK(bnb_adam8bit_param_info(h, id, &i, sizeof i));
         snap_put(&s, &i.numel, sizeof i.numel);
         snap_put(&s, &i.dtype, sizeof i.dtype);
         snap_put(&s, &i.path, sizeof i.path);

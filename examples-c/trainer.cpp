@@ -232,8 +232,11 @@ int main(int argc, char **argv) {
         } catch (const adam8bit::Error &e) {
             expect(e.status() == BNB_ERR_IO && !e.message().empty(), "missing file -> BNB_ERR_IO");
         }
+        expect(state_of(oc) == before, "a failed load changed the optimizer");
         adam8bit::Optimizer other(adam8bit::Config().lr(1e-2).weight_decay(1e-4));
         other.add_param(123);
+        const auto other_before = state_of(other);
+        const double other_lr = other.config().c().lr;
         try {
             other.load(optim_path);
             expect(false, "loading into other parameters did not throw");
@@ -241,7 +244,25 @@ int main(int argc, char **argv) {
             expect(e.status() == BNB_ERR_MISMATCH, "other parameters -> BNB_ERR_MISMATCH");
             std::printf("  expected error: %s\n", e.what());
         }
-        expect(state_of(oc) == before, "a failed load changed the optimizer");
+        expect(state_of(other) == other_before && other.config().c().lr == other_lr,
+               "a mismatched load changed the optimizer");
+        // The wrapper's own checks: 16-bit words stepped as F32 would be read at twice their
+        // size, and 8-bit codes are not f32.
+        std::vector<std::uint16_t> words(123), word_grads(123);
+        try {
+            other.step(0, words, word_grads, BNB_DTYPE_F32);
+            expect(false, "16-bit buffers stepped as F32 did not throw");
+        } catch (const adam8bit::Error &e) {
+            expect(e.status() == BNB_ERR_INVALID_ARGUMENT, "16-bit buffers as F32 -> INVALID");
+        }
+        const std::uint32_t codes_id = other.add_param(8192);
+        try {
+            other.read_state_f32(codes_id, BNB_STATE1);
+            expect(false, "read_state_f32 of 8-bit codes did not throw");
+        } catch (const adam8bit::Error &e) {
+            expect(e.status() == BNB_ERR_INVALID_ARGUMENT, "codes as f32 -> INVALID");
+        }
+        expect(other.read_state_f32(codes_id, BNB_ABSMAX1).size() == 32, "absmax as f32");
         std::remove(optim_path.c_str());
         std::remove(model_path.c_str());
         std::printf("final loss %.6f (from %.6f); resumed runs equal the uninterrupted run bit "

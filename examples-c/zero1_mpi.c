@@ -97,8 +97,7 @@ static unsigned char *all_state(const bnb_adam8bit_t *h, size_t *len) {
             total += bytes;
         }
         bnb_param_info_t info;
-        info.struct_size = sizeof info;
-        CHECK(bnb_adam8bit_param_info(h, id, &info));
+        CHECK(bnb_adam8bit_param_info(h, id, &info, sizeof info));
         memcpy(buf + total, &info.step, sizeof info.step);
         total += sizeof info.step;
     }
@@ -115,7 +114,8 @@ int main(int argc, char **argv) {
     /* The library's CPU workers would compete with the other rank for the same cores. */
     CHECK(bnb_set_num_threads(1));
 
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t cfg;
+    CHECK(bnb_adam8bit_config_default(&cfg, sizeof cfg));
     cfg.lr = 1e-2;
     bnb_adam8bit_t *shard_opt = NULL, *full_opt = NULL;
     CHECK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &shard_opt));
@@ -137,15 +137,15 @@ int main(int argc, char **argv) {
         ASSERT(len[t][0] + len[t][1] == NUMEL[t] && off[t][0] == 0 && off[t][1] == len[t][0],
                "shards of tensor %d do not tile it", t);
         if (len[t][rank] > 0) {
-            bnb_param_options_t o = bnb_param_options_default();
+            bnb_param_options_t o;
+            CHECK(bnb_param_options_default(&o, sizeof o));
             o.flags = BNB_OPT_SHARD;
             o.shard_full_numel = NUMEL[t];
             o.shard_offset = off[t][rank];
             CHECK(bnb_adam8bit_add_param_ex(shard_opt, len[t][rank], BNB_DTYPE_F32, &o,
                                             &shard_id[t]));
             bnb_param_info_t info;
-            info.struct_size = sizeof info;
-            CHECK(bnb_adam8bit_param_info(shard_opt, shard_id[t], &info));
+            CHECK(bnb_adam8bit_param_info(shard_opt, shard_id[t], &info, sizeof info));
             /* The path follows the full tensor's size, so both ranks agree on it. */
             ASSERT(info.path == (NUMEL[t] < cfg.min_8bit_size ? BNB_PATH_FP32
                                                               : BNB_PATH_BLOCKWISE8),
@@ -254,8 +254,7 @@ int main(int argc, char **argv) {
         uint64_t full_state = 0;
         for (uint32_t t = 0; t < TENSORS; t++) {
             bnb_param_info_t info;
-            info.struct_size = sizeof info;
-            CHECK(bnb_adam8bit_param_info(full_opt, t, &info));
+            CHECK(bnb_adam8bit_param_info(full_opt, t, &info, sizeof info));
             full_state += info.state_bytes;
         }
         printf("step %2d  loss %.6f (from %.6f)\n", STEPS, loss, first_loss);

@@ -7,7 +7,9 @@
  * Conventions
  * - Every fallible function returns a bnb_status_t: BNB_OK (0) or a BNB_ERR_* code, whose
  *   values never change. On an error, bnb_last_error_message() says what was wrong; the call
- *   changed nothing (a rejected call leaves the handle exactly as it was).
+ *   changed nothing (a rejected call leaves the handle exactly as it was). Two exceptions, on
+ *   CUDA handles only: a device failure during a load's copies, or between the launches of one
+ *   step, can leave that load or step partly applied (BNB_ERR_CUDA; destroy the handle then).
  * - No function aborts the process or lets a Rust panic cross into C: an internal bug returns
  *   BNB_ERR_PANIC.
  * - Ownership: the library owns every optimizer state allocation behind an opaque
@@ -37,7 +39,7 @@
 #include <stdbool.h>
 
 // Major version of the C ABI; a change that breaks existing callers increments it.
-#define BNB_ADAM8BIT_ABI_VERSION 2
+#define BNB_ADAM8BIT_ABI_VERSION 3
 
 // Library version (equal to the crate version in Cargo.toml; a test checks it).
 #define BNB_ADAM8BIT_VERSION_MAJOR 0
@@ -73,8 +75,8 @@ typedef struct bnb_adam8bit_t bnb_adam8bit_t;
 typedef int32_t bnb_status_t;
 
 // Optimizer settings: the keyword arguments of `bnb.optim.Adam8bit`, plus `max_unorm` and
-// `skip_zeros`. Start from `bnb_adam8bit_config_default()` or `bnb_adam8bit_config_preset()`,
-// which also fill in `struct_size`.
+// `skip_zeros`. Start from `bnb_adam8bit_config_default(&c, sizeof c)` or
+// `bnb_adam8bit_config_preset`, which also fill in `struct_size`.
 typedef struct bnb_adam8bit_config_t {
   // `sizeof(bnb_adam8bit_config_t)` as the caller was compiled with it.
   uint64_t struct_size;
@@ -103,7 +105,7 @@ typedef struct bnb_adam8bit_config_t {
   bool is_paged;
   // 32-bit path: elements whose gradient is exactly zero are left untouched.
   bool skip_zeros;
-  // Must be zero (the `_default()`/`_preset()` functions zero it): room for options of
+  // Must be zero (the `_default`/`_preset` functions zero it): room for options of
   // later versions that an older library then refuses instead of ignoring.
   uint8_t reserved[4];
 } bnb_adam8bit_config_t;
@@ -115,7 +117,7 @@ typedef int32_t bnb_preset_t;
 typedef int32_t bnb_device_t;
 
 // Per-parameter settings for `bnb_adam8bit_add_param_ex`: the C form of torch param groups
-// and bitsandbytes' `override_config`. Start from `bnb_param_options_default()`, set fields
+// and bitsandbytes' `override_config`. Start from `bnb_param_options_default(&o, sizeof o)`, set fields
 // and the matching `BNB_OPT_*` bits in `flags`; unset fields take the handle's values.
 typedef struct bnb_param_options_t {
   // `sizeof(bnb_param_options_t)` as the caller was compiled with it.
@@ -154,7 +156,7 @@ typedef int32_t bnb_path_t;
 
 // What `bnb_adam8bit_param_info` reports about one parameter.
 typedef struct bnb_param_info_t {
-  // Set by the caller to `sizeof(bnb_param_info_t)`; the library fills at most that much.
+  // The `struct_size` passed to `bnb_adam8bit_param_info`.
   uint64_t struct_size;
   uint64_t numel;
   bnb_dtype_t dtype;
@@ -176,6 +178,9 @@ typedef struct bnb_param_info_t {
   uint32_t group;
   // Whether state1/state2 live in CUDA managed memory.
   bool paged;
+  // Zero: the tail padding made explicit, so a later field placed here reads 0 from an
+  // older library instead of padding bytes.
+  uint8_t reserved[7];
 } bnb_param_info_t;
 
 // One parameter of a `bnb_adam8bit_step_many` call.
@@ -294,14 +299,17 @@ extern "C" {
 bnb_status_t bnb_adam8bit_save(const struct bnb_adam8bit_t *h, const char *path);
 
 // Loads a checkpoint written by `bnb_adam8bit_save` into a handle with the same parameters
-// registered in the same order. Everything is validated before the handle changes; on any
-// error the handle is exactly as before: `BNB_ERR_IO` (cannot read), `BNB_ERR_CORRUPT`
-// (damaged or not a checkpoint), `BNB_ERR_MISMATCH` (valid but does not fit this handle; the
-// message names the parameter and field). The checkpoint's `lr` and group learning rates
-// replace the handle's; every other config value must be equal (`is_paged` and the device
-// may differ). One exception on a CUDA handle: a device failure during the host-to-device
-// copies (`BNB_ERR_CUDA`, which can also report an earlier asynchronous error of the device)
-// may leave part of the checkpoint loaded; destroy the handle then.
+// registered in the same order. The checkpoint's `lr` and group learning rates replace the
+// handle's; every other config value must be equal (`is_paged` and the device may differ).
+//
+// Everything is validated before the handle changes (the file is read into memory whole for
+// that); on any error the handle is exactly as before: `BNB_ERR_IO` (cannot read),
+// `BNB_ERR_CORRUPT` (damaged or not a checkpoint), `BNB_ERR_MISMATCH` (valid but does not fit
+// this handle; the message names the parameter and field), `BNB_ERR_OUT_OF_MEMORY` (no room
+// for the file), `BNB_ERR_INVALID_ARGUMENT` (a NULL argument). One exception on a CUDA
+// handle: a device failure during the host-to-device copies (`BNB_ERR_CUDA`, which can also
+// report an earlier asynchronous error of the device) may leave part of the checkpoint
+// loaded; destroy the handle then.
 //
 // # Safety
 // `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
@@ -317,7 +325,9 @@ bnb_status_t bnb_adam8bit_serialized_size(const struct bnb_adam8bit_t *h, uint64
 
 // Writes the checkpoint (the bytes of the file `bnb_adam8bit_save` would write) into `buf`,
 // which holds `buf_bytes` bytes, and its length to `*out_written`. A buffer that is too small
-// is `BNB_ERR_INVALID_ARGUMENT` and nothing is written.
+// is `BNB_ERR_INVALID_ARGUMENT`: nothing is written into it, and `*out_written` is the size
+// needed (which can differ from an earlier `bnb_adam8bit_serialized_size` if the handle
+// stepped meanwhile: the metadata holds the step counts and checksums).
 //
 // # Safety
 // `h` must be a live handle or NULL; `buf` NULL or `buf_bytes` writable bytes; `out_written`
@@ -368,24 +378,29 @@ bnb_status_t bnb_checkpoint_merge(const char *const *shard_paths,
 // `<out_path_prefix>.<rank>-of-<world>.safetensors`, cut by `bnb_shard_range`; rank r's file
 // loads into a handle that registered rank r's non-empty slices in tensor order. `world` is
 // 1 to 65536. All parts are validated before the first is written; each file is replaced
-// atomically.
+// atomically, and an I/O error part-way leaves the files of the earlier ranks written.
 //
 // # Safety
 // `in_path` and `out_path_prefix` NULL or NUL-terminated strings.
 bnb_status_t bnb_checkpoint_split(const char *in_path, uint32_t world, const char *out_path_prefix);
 
-// The defaults of `bnb.optim.Adam8bit`: lr 1e-3, betas (0.9, 0.999), eps 1e-8,
-// weight_decay 0, amsgrad false, optim_bits 32, min_8bit_size 4096, percentile_clipping 100,
-// block_wise true, is_paged false, max_unorm 0, skip_zeros false.
-struct bnb_adam8bit_config_t bnb_adam8bit_config_default(void);
-
-// Writes the defaults of one of bitsandbytes' classes (`BNB_PRESET_*`) to `*out`: at most
-// `out->struct_size` bytes, which the caller sets (e.g. `out` from
-// `bnb_adam8bit_config_default()`); `struct_size` is then the bytes written.
+// Writes the defaults of `bnb.optim.Adam8bit` to `*out`, a struct of `struct_size` bytes
+// (pass `sizeof *out`): lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0, amsgrad
+// false, optim_bits 32, min_8bit_size 4096, percentile_clipping 100, block_wise true,
+// is_paged false, max_unorm 0, skip_zeros false. Sets `out->struct_size`; bytes past this
+// library's struct (a newer header's fields) are zeroed.
 //
 // # Safety
-// `out` must be NULL or point to `out->struct_size` writable bytes.
-bnb_status_t bnb_adam8bit_config_preset(bnb_preset_t preset, struct bnb_adam8bit_config_t *out);
+// `out` must be NULL or point to `struct_size` writable bytes.
+bnb_status_t bnb_adam8bit_config_default(struct bnb_adam8bit_config_t *out, size_t struct_size);
+
+// `bnb_adam8bit_config_default` for one of bitsandbytes' classes (`BNB_PRESET_*`).
+//
+// # Safety
+// `out` must be NULL or point to `struct_size` writable bytes.
+bnb_status_t bnb_adam8bit_config_preset(bnb_preset_t preset,
+                                        struct bnb_adam8bit_config_t *out,
+                                        size_t struct_size);
 
 // Creates an optimizer. `device_index` selects the GPU of a CUDA handle (0 or -1 on the CPU).
 // On success `*out` owns a handle that `bnb_adam8bit_destroy` frees; on failure `*out` is
@@ -406,14 +421,14 @@ bnb_status_t bnb_adam8bit_create(const struct bnb_adam8bit_config_t *config,
 // `h` must be NULL or a handle from `bnb_adam8bit_create` not yet destroyed.
 void bnb_adam8bit_destroy(struct bnb_adam8bit_t *h);
 
-// Writes the handle's configuration (with the current `lr`) to `*out`, at most
-// `out->struct_size` bytes as `bnb_adam8bit_config_preset` does.
+// Writes the handle's configuration (with the current `lr`) to `*out`, a struct of
+// `struct_size` bytes, as `bnb_adam8bit_config_default` does.
 //
 // # Safety
-// `h` must be a live handle or NULL; `out` NULL or pointing to `out->struct_size` writable
-// bytes.
+// `h` must be a live handle or NULL; `out` NULL or pointing to `struct_size` writable bytes.
 bnb_status_t bnb_adam8bit_get_config(const struct bnb_adam8bit_t *h,
-                                     struct bnb_adam8bit_config_t *out);
+                                     struct bnb_adam8bit_config_t *out,
+                                     size_t struct_size);
 
 // The device of a handle (`BNB_DEVICE_*`).
 //
@@ -442,8 +457,12 @@ bnb_status_t bnb_set_num_threads(uint32_t threads);
 // The number of CPU worker threads (0 only if the pool could not be started).
 uint32_t bnb_get_num_threads(void);
 
-// Options with no override set, group 0, and `struct_size` filled in.
-struct bnb_param_options_t bnb_param_options_default(void);
+// Writes options with no override set and group 0 to `*out`, a struct of `struct_size`
+// bytes (pass `sizeof *out`), as `bnb_adam8bit_config_default` does.
+//
+// # Safety
+// `out` must be NULL or point to `struct_size` writable bytes.
+bnb_status_t bnb_param_options_default(struct bnb_param_options_t *out, size_t struct_size);
 
 // Registers a parameter of `numel` elements of `dtype` with the handle's settings and
 // allocates its optimizer state. `*out_id` receives its id (0, 1, 2, ... in order).
@@ -471,14 +490,16 @@ bnb_status_t bnb_adam8bit_add_param_ex(struct bnb_adam8bit_t *h,
 // `h` must be a live handle or NULL; `out` writable or NULL.
 bnb_status_t bnb_adam8bit_num_params(const struct bnb_adam8bit_t *h, uint32_t *out);
 
-// Fills `*out` (up to `out->struct_size` bytes, which the caller sets) with what the handle
-// knows about parameter `id`.
+// Writes what the handle knows about parameter `id` to `*out`, a struct of `struct_size`
+// bytes (pass `sizeof *out`), as `bnb_adam8bit_config_default` does: fields this library
+// does not know read 0.
 //
 // # Safety
-// `h` must be a live handle or NULL; `out` NULL or pointing to `out->struct_size` writable bytes.
+// `h` must be a live handle or NULL; `out` NULL or pointing to `struct_size` writable bytes.
 bnb_status_t bnb_adam8bit_param_info(const struct bnb_adam8bit_t *h,
                                      uint32_t id,
-                                     struct bnb_param_info_t *out);
+                                     struct bnb_param_info_t *out,
+                                     size_t struct_size);
 
 // Sets the learning rate of every group, for schedulers. Takes effect at the next step.
 //

@@ -68,10 +68,10 @@ private:
 //   auto cfg = adam8bit::Config().lr(3e-4).weight_decay(0.01);
 class Config {
 public:
-    Config() : c_(bnb_adam8bit_config_default()) {}
+    Config() { check(bnb_adam8bit_config_default(&c_, sizeof c_)); }
     static Config preset(bnb_preset_t preset) {
         Config c;
-        check(bnb_adam8bit_config_preset(preset, &c.c_));
+        check(bnb_adam8bit_config_preset(preset, &c.c_, sizeof c.c_));
         return c;
     }
     Config &lr(double v) { return c_.lr = v, *this; }
@@ -95,7 +95,7 @@ private:
 // Per-parameter overrides (bnb_param_options_t), setting the matching BNB_OPT_* flag.
 class ParamOptions {
 public:
-    ParamOptions() : o_(bnb_param_options_default()) {}
+    ParamOptions() { check(bnb_param_options_default(&o_, sizeof o_)); }
     ParamOptions &group(std::uint32_t g) { return o_.group = g, *this; }
     ParamOptions &lr_scale(double v) { return set(BNB_OPT_LR_SCALE), o_.lr_scale = v, *this; }
     ParamOptions &beta1(double v) { return set(BNB_OPT_BETA1), o_.beta1 = v, *this; }
@@ -138,8 +138,16 @@ struct StepItem {
     StepItem(std::uint32_t id_, Span<std::uint16_t> p, Span<const std::uint16_t> g,
              bnb_dtype_t dtype_)
         : id(id_), param(p.data()), grad(g.data()), numel(p.size()), dtype(dtype_) {
+        require_16bit(dtype_);
         if (p.size() != g.size())
             throw Error(BNB_ERR_INVALID_ARGUMENT, "param and grad differ in size");
+    }
+    // A 16-bit buffer stepped as F32 would be read and written at twice its size.
+    static void require_16bit(bnb_dtype_t dtype) {
+        if (dtype != BNB_DTYPE_F16 && dtype != BNB_DTYPE_BF16)
+            throw Error(BNB_ERR_INVALID_ARGUMENT,
+                        "16-bit buffers need BNB_DTYPE_F16 or BNB_DTYPE_BF16, got dtype " +
+                            std::to_string(dtype));
     }
 };
 
@@ -186,13 +194,12 @@ public:
     }
     bnb_param_info_t info(std::uint32_t id) const {
         bnb_param_info_t out{};
-        out.struct_size = sizeof out;
-        check(bnb_adam8bit_param_info(live(), id, &out));
+        check(bnb_adam8bit_param_info(live(), id, &out, sizeof out));
         return out;
     }
     Config config() const {
         Config c;
-        check(bnb_adam8bit_get_config(live(), &c.c()));
+        check(bnb_adam8bit_get_config(live(), &c.c(), sizeof c.c()));
         return c;
     }
     void set_lr(double lr) { check(bnb_adam8bit_set_lr(live(), lr)); }
@@ -207,6 +214,7 @@ public:
     // fp16 / bf16 parameters as raw 16-bit words, with their dtype.
     void step(std::uint32_t id, Span<std::uint16_t> param, Span<const std::uint16_t> grad,
               bnb_dtype_t dtype) {
+        StepItem::require_16bit(dtype);
         step_raw(id, param.data(), grad.data(), param.size(), grad.size(), dtype);
     }
     // All listed parameters in one parallel sweep.
@@ -234,9 +242,9 @@ public:
     }
     // An f32 array (absmax, maps, fp32 moments, histories); throws for 8-bit codes.
     std::vector<float> read_state_f32(std::uint32_t id, bnb_state_kind_t which) const {
-        std::uint64_t bytes = state_size(id, which);
-        if (bytes % sizeof(float) != 0)
+        if ((which == BNB_STATE1 || which == BNB_STATE2) && info(id).path != BNB_PATH_FP32)
             throw Error(BNB_ERR_INVALID_ARGUMENT, "this state array holds uint8 codes, not f32");
+        std::uint64_t bytes = state_size(id, which);
         std::vector<float> out(bytes / sizeof(float));
         check(bnb_adam8bit_read_state(live(), id, which, out.data(), bytes));
         return out;
@@ -256,13 +264,24 @@ public:
     // ---- checkpoints ----------------------------------------------------------------------
     void save(const std::string &path) const { check(bnb_adam8bit_save(live(), path.c_str())); }
     void load(const std::string &path) { check(bnb_adam8bit_load(live(), path.c_str())); }
+    // The size can change between the two calls if another thread steps the handle (the
+    // metadata holds step counts and checksums); a too-small buffer reports the size needed,
+    // so this retries with it.
     std::vector<std::uint8_t> serialize() const {
-        std::uint64_t size = 0, written = 0;
+        std::uint64_t size = 0;
         check(bnb_adam8bit_serialized_size(live(), &size));
-        std::vector<std::uint8_t> buf(size);
-        check(bnb_adam8bit_serialize(live(), buf.data(), buf.size(), &written));
-        buf.resize(written);
-        return buf;
+        for (;;) {
+            std::vector<std::uint8_t> buf(size);
+            std::uint64_t needed = 0;
+            bnb_status_t st = bnb_adam8bit_serialize(live(), buf.data(), buf.size(), &needed);
+            if (st == BNB_ERR_INVALID_ARGUMENT && needed > size) {
+                size = needed;
+                continue;
+            }
+            check(st);
+            buf.resize(needed);
+            return buf;
+        }
     }
     void deserialize(const std::vector<std::uint8_t> &buf) {
         check(bnb_adam8bit_deserialize(live(), buf.data(), buf.size()));

@@ -116,6 +116,9 @@ impl Optimizer {
                 invalid!("device_index must be 0 or -1 for the CPU (got {device_index})")
             }
             Device::Cpu => None,
+            Device::Cuda if device_index < 0 => {
+                invalid!("device_index must be 0 or more for CUDA (got {device_index})")
+            }
             Device::Cuda => Some(cuda::Backend::new(device_index)?),
         };
         Ok(Optimizer {

@@ -47,6 +47,9 @@ fn expect(status: bnb_status_t, want: bnb_status_t) {
     }
 }
 
+/// `sizeof(bnb_adam8bit_config_t)`.
+const SIZE: usize = std::mem::size_of::<bnb_adam8bit_config_t>();
+
 fn create(cfg: &bnb_adam8bit_config_t) -> bnb_status_t {
     let mut h: *mut bnb_adam8bit_t = null_mut();
     let s = unsafe { bnb_adam8bit_create(cfg, BNB_DEVICE_CPU, 0, &mut h) };
@@ -60,7 +63,7 @@ fn create(cfg: &bnb_adam8bit_config_t) -> bnb_status_t {
 
 #[test]
 fn defaults_and_presets_are_bitsandbytes_classes() {
-    let d = bnb_adam8bit_config_default();
+    let d = config_default();
     assert_eq!(
         d.struct_size as usize,
         std::mem::size_of::<bnb_adam8bit_config_t>()
@@ -81,24 +84,24 @@ fn defaults_and_presets_are_bitsandbytes_classes() {
         (BNB_PRESET_PAGED_ADAM8BIT, 0.0, true),
         (BNB_PRESET_PAGED_ADAMW8BIT, 0.01, true),
     ] {
-        ok(unsafe { bnb_adam8bit_config_preset(preset, &mut c) });
+        ok(unsafe { bnb_adam8bit_config_preset(preset, &mut c, SIZE) });
         assert_eq!((c.weight_decay, c.is_paged), (wd, paged));
         assert_eq!(c.lr, 1e-3);
         assert_eq!(create(&c), BNB_OK);
     }
     expect(
-        unsafe { bnb_adam8bit_config_preset(4, &mut c) },
+        unsafe { bnb_adam8bit_config_preset(4, &mut c, SIZE) },
         BNB_ERR_INVALID_ARGUMENT,
     );
     expect(
-        unsafe { bnb_adam8bit_config_preset(0, null_mut()) },
+        unsafe { bnb_adam8bit_config_preset(0, null_mut(), SIZE) },
         BNB_ERR_INVALID_ARGUMENT,
     );
 }
 
 #[test]
 fn bad_configs_are_rejected_with_a_message() {
-    let base = bnb_adam8bit_config_default();
+    let base = config_default();
     let cases: Vec<(&str, ConfigEdit, bnb_status_t)> = vec![
         (
             "amsgrad",
@@ -241,27 +244,38 @@ struct NewerConfig {
 }
 
 impl NewerConfig {
+    /// What a caller built against a newer header gets from this library's
+    /// `bnb_adam8bit_config_default(&c, sizeof c)`; `future` is what was in memory before.
     fn new(future: u64) -> NewerConfig {
         let mut n = NewerConfig {
-            cfg: bnb_adam8bit_config_default(),
+            cfg: config_default(),
             future,
         };
-        n.cfg.struct_size = std::mem::size_of::<NewerConfig>() as u64;
+        let size = std::mem::size_of::<NewerConfig>();
+        ok(unsafe { bnb_adam8bit_config_default((&mut n as *mut NewerConfig).cast(), size) });
         n
     }
 }
 
 #[test]
 fn a_larger_struct_from_a_newer_caller_is_accepted_only_with_zero_unknown_fields() {
-    let mut n = NewerConfig::new(0);
+    // The defaults zero the field this library does not know and keep the caller's size, so
+    // setting that field afterwards is refused rather than ignored.
+    let mut n = NewerConfig::new(0xAB);
+    assert_eq!(
+        n.cfg.struct_size as usize,
+        std::mem::size_of::<NewerConfig>()
+    );
+    assert_eq!(n.future, 0);
     assert_eq!(create(&n.cfg), BNB_OK);
     n.future = 1;
     assert_eq!(create(&n.cfg), BNB_ERR_UNSUPPORTED);
+    assert!(message().contains("does not know"), "{}", message());
 }
 
 #[test]
 fn reserved_bytes_and_bools_of_a_config_are_checked_before_it_is_read() {
-    let base = bnb_adam8bit_config_default();
+    let base = config_default();
     assert_eq!(base.reserved, [0; 4]);
     let mut c = base;
     c.reserved[3] = 1;
@@ -283,42 +297,51 @@ fn reserved_bytes_and_bools_of_a_config_are_checked_before_it_is_read() {
 
 #[test]
 fn config_outputs_write_at_most_the_callers_struct_size() {
-    let h = Handle::new(&bnb_adam8bit_config_default());
+    let h = Handle::new(&config_default());
     // An older caller's smaller struct: only its bytes are written, the rest untouched.
-    let mut raw = [0xAAu8; std::mem::size_of::<bnb_adam8bit_config_t>()];
-    raw[..8].copy_from_slice(&16u64.to_ne_bytes());
-    ok(unsafe { bnb_adam8bit_get_config(h.0, raw.as_mut_ptr().cast()) });
+    let mut raw = [0xAAu8; SIZE];
+    ok(unsafe { bnb_adam8bit_get_config(h.0, raw.as_mut_ptr().cast(), 16) });
     assert_eq!(u64::from_ne_bytes(raw[..8].try_into().unwrap()), 16);
     assert_eq!(f64::from_ne_bytes(raw[8..16].try_into().unwrap()), 1e-3);
     assert!(raw[16..].iter().all(|&b| b == 0xAA));
-    // A newer caller's larger struct: ours is written and struct_size says how much.
-    let mut n = NewerConfig::new(7);
+    // A newer caller's larger struct: ours is written, the rest zeroed, its size kept.
+    let mut n = NewerConfig::new(0);
     n.cfg.lr = 0.5;
-    ok(unsafe { bnb_adam8bit_config_preset(BNB_PRESET_ADAMW8BIT, &mut n.cfg) });
+    n.future = 7;
+    let size = std::mem::size_of::<NewerConfig>();
+    ok(unsafe { bnb_adam8bit_config_preset(BNB_PRESET_ADAMW8BIT, &mut n.cfg, size) });
     assert_eq!(n.cfg, {
-        let mut c = bnb_adam8bit_config_default();
+        let mut c = config_default();
+        c.struct_size = size as u64;
         c.weight_decay = 0.01;
         c
     });
-    assert_eq!(n.future, 7);
-    // struct_size left unset (0) or implausible is an error, and nothing is written.
-    let mut c = bnb_adam8bit_config_default();
-    for size in [0u64, 7, 1 << 40] {
-        c.struct_size = size;
-        c.lr = 0.25;
+    assert_eq!(n.future, 0);
+    // A size below the struct_size field itself, or implausibly large: nothing is written.
+    let mut c = config_default();
+    c.lr = 0.25;
+    for size in [0usize, 7, 1 << 40] {
         expect(
-            unsafe { bnb_adam8bit_get_config(h.0, &mut c) },
+            unsafe { bnb_adam8bit_get_config(h.0, &mut c, size) },
             BNB_ERR_INVALID_ARGUMENT,
         );
-        assert_eq!((c.struct_size, c.lr), (size, 0.25));
+        assert_eq!((c.struct_size as usize, c.lr), (SIZE, 0.25));
     }
+    // Parameter info: an older caller's struct ends after `step`; nothing past it is written.
+    let id = h.add(10, BNB_DTYPE_F32);
+    let mut raw = [0xAAu8; std::mem::size_of::<bnb_param_info_t>()];
+    let end = std::mem::offset_of!(bnb_param_info_t, step) + 8;
+    ok(unsafe { bnb_adam8bit_param_info(h.0, id, raw.as_mut_ptr().cast(), end) });
+    assert_eq!(u64::from_ne_bytes(raw[8..16].try_into().unwrap()), 10);
+    assert!(raw[end..].iter().all(|&b| b == 0xAA));
+    assert_eq!(h.info(id).reserved, [0; 7]);
 }
 
 #[test]
 fn null_handles_and_out_pointers_are_errors() {
     let mut id = 0u32;
     let mut info: bnb_param_info_t = unsafe { std::mem::zeroed() };
-    info.struct_size = std::mem::size_of::<bnb_param_info_t>() as u64;
+    const INFO: usize = std::mem::size_of::<bnb_param_info_t>();
     let mut bytes = 0u64;
     let mut buf = [0u8; 4];
     let h: *mut bnb_adam8bit_t = null_mut();
@@ -342,7 +365,7 @@ fn null_handles_and_out_pointers_are_errors() {
         expect(bnb_adam8bit_step_many(h, null(), 0, null_mut()), inv);
         expect(bnb_adam8bit_set_lr(h, 1e-3), inv);
         expect(bnb_adam8bit_set_group_lr(h, 0, 1e-3), inv);
-        expect(bnb_adam8bit_param_info(h, 0, &mut info), inv);
+        expect(bnb_adam8bit_param_info(h, 0, &mut info, INFO), inv);
         expect(bnb_adam8bit_state_size(h, 0, BNB_STATE1, &mut bytes), inv);
         expect(
             bnb_adam8bit_read_state(h, 0, BNB_STATE1, buf.as_mut_ptr().cast(), 4),
@@ -354,18 +377,18 @@ fn null_handles_and_out_pointers_are_errors() {
         );
         expect(bnb_adam8bit_set_step(h, 0, 1), inv);
         expect(bnb_adam8bit_num_params(h, &mut id), inv);
-        expect(bnb_adam8bit_get_config(h, null_mut()), inv);
+        expect(bnb_adam8bit_get_config(h, null_mut(), SIZE), inv);
         bnb_adam8bit_destroy(null_mut());
     }
-    let h = Handle::new(&bnb_adam8bit_config_default());
+    let h = Handle::new(&config_default());
     unsafe {
         expect(
             bnb_adam8bit_add_param(h.0, 10, BNB_DTYPE_F32, null_mut()),
             inv,
         );
-        expect(bnb_adam8bit_param_info(h.0, 0, null_mut()), inv);
+        expect(bnb_adam8bit_param_info(h.0, 0, null_mut(), INFO), inv);
         expect(bnb_adam8bit_num_params(h.0, null_mut()), inv);
-        expect(bnb_adam8bit_get_config(h.0, null_mut()), inv);
+        expect(bnb_adam8bit_get_config(h.0, null_mut(), SIZE), inv);
     }
     assert_eq!(
         h.info(h.add(10, BNB_DTYPE_F32)).numel,
@@ -376,7 +399,7 @@ fn null_handles_and_out_pointers_are_errors() {
 
 #[test]
 fn rejected_steps_change_nothing() {
-    let h = Handle::new(&bnb_adam8bit_config_default());
+    let h = Handle::new(&config_default());
     let mut rng = Rng(7);
     let (n0, n1) = (5000usize, 300usize);
     let a = h.add(n0 as u64, BNB_DTYPE_F32);
@@ -455,7 +478,7 @@ fn rejected_steps_change_nothing() {
 
 #[test]
 fn state_accessors_check_kind_and_exact_size() {
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.max_unorm = 1.0;
     let h = Handle::new(&cfg);
     let blk = h.add(1000, BNB_DTYPE_F32); // below min_8bit_size: fp32 path
@@ -555,7 +578,7 @@ fn state_accessors_check_kind_and_exact_size() {
 
 #[test]
 fn add_param_validates_sizes_and_dtypes() {
-    let h = Handle::new(&bnb_adam8bit_config_default());
+    let h = Handle::new(&config_default());
     let mut id = 0u32;
     let inv = BNB_ERR_INVALID_ARGUMENT;
     unsafe {
@@ -585,7 +608,7 @@ fn results_do_not_depend_on_the_thread_count() {
         if threads > 0 {
             assert_eq!(bnb_get_num_threads(), threads);
         }
-        let mut cfg = bnb_adam8bit_config_default();
+        let mut cfg = config_default();
         cfg.weight_decay = 0.01;
         let h = Handle::new(&cfg);
         let sizes = [300_000usize, 70_001, 4096, 1000, 1];
@@ -649,8 +672,8 @@ fn train(
 
 #[test]
 fn per_parameter_overrides_equal_a_handle_with_those_values() {
-    let base = bnb_adam8bit_config_default();
-    let mut o = bnb_param_options_default();
+    let base = config_default();
+    let mut o = param_options_default();
     o.flags = BNB_OPT_BETA1 | BNB_OPT_BETA2 | BNB_OPT_EPS | BNB_OPT_WEIGHT_DECAY | BNB_OPT_LR_SCALE;
     (o.beta1, o.beta2, o.eps, o.weight_decay, o.lr_scale) = (0.8, 0.95, 1e-6, 0.1, 0.5);
     let mut same = base;
@@ -660,7 +683,7 @@ fn per_parameter_overrides_equal_a_handle_with_those_values() {
 
     // optim_bits = 32 keeps a large tensor (an embedding, say) in fp32 state.
     let h = Handle::new(&base);
-    let mut o = bnb_param_options_default();
+    let mut o = param_options_default();
     o.flags = BNB_OPT_OPTIM_BITS;
     o.optim_bits = 32;
     let emb = h.add_ex(100_000, BNB_DTYPE_F32, &o);
@@ -700,7 +723,7 @@ fn per_parameter_overrides_equal_a_handle_with_those_values() {
             (o.flags, o.shard_full_numel, o.shard_offset) = (BNB_OPT_SHARD, 10_000, 0)
         },
     ] {
-        let mut o = bnb_param_options_default();
+        let mut o = param_options_default();
         edit(&mut o);
         let mut id = 0;
         expect(
@@ -715,8 +738,8 @@ fn per_parameter_overrides_equal_a_handle_with_those_values() {
 
 #[test]
 fn learning_rates_per_group_follow_the_scheduler() {
-    let h = Handle::new(&bnb_adam8bit_config_default());
-    let mut o = bnb_param_options_default();
+    let h = Handle::new(&config_default());
+    let mut o = param_options_default();
     let a = h.add(5000, BNB_DTYPE_F32); // group 0
     o.group = 1;
     let b = h.add_ex(5000, BNB_DTYPE_F32, &o);
@@ -751,10 +774,10 @@ fn learning_rates_per_group_follow_the_scheduler() {
     );
     assert_eq!(h.info(a).lr, 5e-4);
     // A scheduled lr equals a handle created with that lr, bit for bit.
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.lr = 5e-4;
     let direct = train(&cfg, None, 5000, 3);
-    let h = Handle::new(&bnb_adam8bit_config_default());
+    let h = Handle::new(&config_default());
     let id = h.add(5000, BNB_DTYPE_F32);
     ok(unsafe { bnb_adam8bit_set_lr(h.0, 5e-4) });
     let mut rng = Rng(5);
@@ -768,8 +791,8 @@ fn learning_rates_per_group_follow_the_scheduler() {
 
 #[test]
 fn paged_on_a_cpu_handle_is_accepted_and_reported_unpaged() {
-    let mut c = bnb_adam8bit_config_default();
-    ok(unsafe { bnb_adam8bit_config_preset(BNB_PRESET_PAGED_ADAMW8BIT, &mut c) });
+    let mut c = config_default();
+    ok(unsafe { bnb_adam8bit_config_preset(BNB_PRESET_PAGED_ADAMW8BIT, &mut c, SIZE) });
     let h = Handle::new(&c);
     let id = h.add(200_000, BNB_DTYPE_F32);
     assert!(!h.info(id).paged);
@@ -782,7 +805,7 @@ fn paged_on_a_cpu_handle_is_accepted_and_reported_unpaged() {
 
 #[test]
 fn percentile_clipping_clips_a_spike_after_the_history_wrapped() {
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.percentile_clipping = 5;
     let h = Handle::new(&cfg);
     let n = 5000;

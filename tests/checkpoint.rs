@@ -10,8 +10,7 @@ use std::collections::HashMap;
 
 use adam8bit::checkpoint::crc32::crc32;
 use adam8bit::ffi::checkpoint::*;
-use adam8bit::ffi::handle::bnb_adam8bit_config_default;
-use adam8bit::ffi::params::{bnb_adam8bit_set_group_lr, bnb_param_options_default};
+use adam8bit::ffi::params::bnb_adam8bit_set_group_lr;
 use adam8bit::ffi::types::*;
 use safetensors::SafeTensors;
 
@@ -84,7 +83,8 @@ fn buffer_round_trip_and_size_checks() {
     };
     assert_eq!(st, BNB_ERR_INVALID_ARGUMENT);
     assert!(message().contains("needs"), "{}", message());
-    assert!(small.iter().all(|&b| b == 0xAA) && written == 7);
+    assert!(small.iter().all(|&b| b == 0xAA));
+    assert_eq!(written, bytes.len() as u64, "the size needed");
 
     // NULL pointers.
     let st = unsafe { bnb_adam8bit_serialize(a.0, std::ptr::null_mut(), 10, &mut written) };
@@ -137,13 +137,41 @@ fn files_are_deterministic_aligned_safetensors() {
     assert_eq!(&big[..bytes.len()], &bytes[..]);
     assert!(big[bytes.len()..].iter().all(|&b| b == 0x5A));
 
-    // Another writer's layout of the same tensors and metadata (the safetensors crate orders
-    // arrays by name) loads to the same state.
-    let foreign = with_metadata(&bytes, |_| {});
-    assert_ne!(foreign, bytes);
-    let b = mixed_empty();
-    ok(b.deserialize(&foreign));
-    assert_eq!(a.snapshot(), b.snapshot());
+    // Twelve parameters: ours orders them by number (param.2 before param.10), the safetensors
+    // crate by name. Both layouts load to the same state.
+    let mut cfg = config_default();
+    cfg.min_8bit_size = 4096;
+    let many = Handle::new(&cfg);
+    let empty = Handle::new(&cfg);
+    let mut rng = Rng(3);
+    for i in 0..12u32 {
+        let n = if i % 2 == 0 { 5000 } else { 300 };
+        assert_eq!(
+            (many.add(n, BNB_DTYPE_F32), empty.add(n, BNB_DTYPE_F32)),
+            (i, i)
+        );
+        let mut p = random_elems(&mut rng, n as usize, BNB_DTYPE_F32, 1.0);
+        many.step(
+            i,
+            &mut p,
+            &random_elems(&mut rng, n as usize, BNB_DTYPE_F32, 0.1),
+        );
+    }
+    let ours = many.serialize();
+    assert_eq!(many.serialize(), ours);
+    let order = |bytes: &[u8]| {
+        let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+        meta.offset_keys()
+    };
+    let keys = order(&ours);
+    let at = |k: &str| keys.iter().position(|n| n == k).unwrap();
+    assert!(at("param.2.state1") < at("param.10.state1"), "{keys:?}");
+    let foreign = with_metadata(&ours, |_| {});
+    assert_ne!(order(&foreign), keys);
+    for bytes in [&ours, &foreign] {
+        ok(empty.deserialize(bytes));
+        assert_eq!(empty.snapshot(), many.snapshot());
+    }
 }
 
 /// Loads `bytes` into `h`, expects `status` and a message containing `needle`, and checks
@@ -165,7 +193,7 @@ fn rejected(h: &Handle, bytes: &[u8], status: bnb_status_t, needle: &str) {
 fn mismatches_are_named_and_leave_the_handle_untouched() {
     let bytes = mixed_handle(3, 2).serialize();
 
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.weight_decay = 0.01;
     cfg.beta2 = 0.99;
     let h = Handle::new(&cfg);
@@ -204,7 +232,7 @@ fn mismatches_are_named_and_leave_the_handle_untouched() {
     cfg_lr.is_paged = true;
     let h = Handle::new(&cfg_lr);
     for (i, &(n, dt)) in SPECS.iter().enumerate() {
-        let mut o = bnb_param_options_default();
+        let mut o = param_options_default();
         if i == 2 {
             o.group = 1;
             o.flags = BNB_OPT_LR_SCALE | BNB_OPT_BETA1;
@@ -509,6 +537,16 @@ fn shard_range_arguments_are_checked() {
     }
     let st = unsafe { bnb_shard_range(10, 0, 1, std::ptr::null_mut(), &mut len) };
     assert_eq!(st, BNB_ERR_INVALID_ARGUMENT);
+    // A misaligned output is refused; one pointer for both outputs is written twice, in order.
+    let mut words = [0u64; 2];
+    let misaligned = unsafe { words.as_mut_ptr().cast::<u8>().add(1).cast::<u64>() };
+    let st = unsafe { bnb_shard_range(10, 0, 1, misaligned, &mut len) };
+    assert_eq!(st, BNB_ERR_INVALID_ARGUMENT);
+    assert!(message().contains("not aligned"), "{}", message());
+    assert_eq!(words, [0, 0]);
+    let both: *mut u64 = &mut off;
+    let st = unsafe { bnb_shard_range(5000, 2, 3, both, both) };
+    assert_eq!((st, off), (BNB_OK, 1416), "the length, written last");
     assert_eq!(shard_range(10, 0, 1), (0, 10));
     // 5000 elements = 20 blocks over 3 ranks: 7, 7, 6 blocks; the last ends in a partial block.
     assert_eq!(shard_range(5000, 0, 3), (0, 1792));
@@ -528,7 +566,7 @@ fn shard_range_arguments_are_checked() {
 /// `unorm_vec` (max_unorm) survive a round trip, and such a checkpoint cannot be split.
 #[test]
 fn non_blockwise_clipping_and_unorm_round_trip() {
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.block_wise = false;
     cfg.percentile_clipping = 5;
     cfg.max_unorm = 1.0;

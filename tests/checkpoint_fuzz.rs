@@ -13,8 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use adam8bit::ffi::handle::bnb_adam8bit_config_default;
-use adam8bit::ffi::params::{bnb_adam8bit_set_group_lr, bnb_param_options_default};
+use adam8bit::ffi::params::bnb_adam8bit_set_group_lr;
 use adam8bit::ffi::types::*;
 
 /// Records the largest single allocation of the current thread while tracking is on.
@@ -56,7 +55,7 @@ static ALLOCATOR: Tracking = Tracking;
 
 /// A small handle with the three layouts (blockwise, fp32, a second group), stepped twice.
 fn small_handle(steps: usize) -> Handle {
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.min_8bit_size = 256;
     let h = Handle::new(&cfg);
     let specs = [
@@ -65,7 +64,7 @@ fn small_handle(steps: usize) -> Handle {
         (300, BNB_DTYPE_F32, 1),
     ];
     for &(n, dt, group) in &specs {
-        let mut o = bnb_param_options_default();
+        let mut o = param_options_default();
         o.group = group;
         h.add_ex(n, dt, &o);
     }

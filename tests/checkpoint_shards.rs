@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use adam8bit::ffi::checkpoint::*;
-use adam8bit::ffi::handle::bnb_adam8bit_config_default;
-use adam8bit::ffi::params::bnb_param_options_default;
 use adam8bit::ffi::types::*;
 
 /// (full_numel, dtype, path it must take). 5000 elements stay 8-bit even though every slice
@@ -28,7 +26,7 @@ const TENSORS: [(u64, bnb_dtype_t, bnb_path_t); 4] = [
 const STEPS: usize = 4;
 
 fn config() -> bnb_adam8bit_config_t {
-    let mut c = bnb_adam8bit_config_default();
+    let mut c = config_default();
     c.weight_decay = 0.01;
     c
 }
@@ -83,7 +81,7 @@ fn slices(rank: u32, world: u32) -> Vec<(usize, u64, u64)> {
 fn shard_handle(rank: u32, world: u32) -> Handle {
     let h = Handle::new(&config());
     for (t, off, len) in slices(rank, world) {
-        let mut o = bnb_param_options_default();
+        let mut o = param_options_default();
         o.flags = BNB_OPT_SHARD;
         o.shard_full_numel = TENSORS[t].0;
         o.shard_offset = off;

@@ -9,7 +9,7 @@ use adam8bit::ffi::types::*;
 
 #[test]
 fn cuda_handle_creation_reports_instead_of_aborting() {
-    let cfg = bnb_adam8bit_config_default();
+    let cfg = config_default();
     let sentinel = std::ptr::dangling_mut::<adam8bit::ffi::bnb_adam8bit_t>();
     let mut h = sentinel;
     let status = unsafe { bnb_adam8bit_create(&cfg, BNB_DEVICE_CUDA, 0, &mut h) };
@@ -33,5 +33,9 @@ fn cuda_handle_creation_reports_instead_of_aborting() {
         "{status}: {}",
         message()
     );
+    assert_eq!(h2, sentinel);
+    // A negative index is a caller's mistake on any machine.
+    let status = unsafe { bnb_adam8bit_create(&cfg, BNB_DEVICE_CUDA, -1, &mut h2) };
+    assert_eq!(status, BNB_ERR_INVALID_ARGUMENT, "{}", message());
     assert_eq!(h2, sentinel);
 }

@@ -19,7 +19,7 @@ use adam8bit::ffi::params::*;
 use adam8bit::ffi::types::*;
 
 mod common;
-use common::{ok, Handle};
+use common::{config_default, ok, Handle};
 
 struct Counting;
 
@@ -116,7 +116,7 @@ fn steps_allocate_nothing() {
         (70_000, BNB_DTYPE_F16),
         (1000, BNB_DTYPE_F32),
     ];
-    let mut blockwise = bnb_adam8bit_config_default();
+    let mut blockwise = config_default();
     blockwise.min_8bit_size = 4096;
     blockwise.weight_decay = 0.01;
     let n = allocations(&blockwise, &mixed);
@@ -146,7 +146,7 @@ fn bytes_allocated(f: impl FnOnce()) -> u64 {
 #[test]
 fn saving_copies_no_state() {
     let _one = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.min_8bit_size = 4096;
     let h = Handle::new(&cfg);
     // 2^22 elements: 8 MiB of codes and 128 KiB of absmax, plus a 32-bit parameter (12 KiB).

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 use adam8bit::cpu::simd::{force_isa, Isa};
-use adam8bit::ffi::handle::{bnb_adam8bit_config_default, bnb_set_num_threads};
+use adam8bit::ffi::handle::bnb_set_num_threads;
 use adam8bit::ffi::types::*;
 
 /// Sizes across paths: blockwise with partial last blocks and several chunks, and tensors
@@ -15,7 +15,7 @@ const SIZES: [u64; 5] = [300_001, 70_000, 16_384, 4095, 257];
 
 /// Runs three steps of every dtype and returns every output byte.
 fn run() -> Vec<u8> {
-    let mut cfg = bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.weight_decay = 0.01;
     let mut out = Vec::new();
     for (d, dtype) in [BNB_DTYPE_F32, BNB_DTYPE_F16, BNB_DTYPE_BF16]

@@ -12,8 +12,6 @@
 mod common;
 use common::*;
 
-use adam8bit::ffi::handle::bnb_adam8bit_config_default;
-use adam8bit::ffi::params::bnb_param_options_default;
 use adam8bit::ffi::types::*;
 
 /// Element 1 of a block whose element 0 carries the block's largest gradient.
@@ -22,7 +20,7 @@ const N: u64 = 4096;
 /// Two steps: gradients 1 and 1e-4 on elements 0 and 1, then 1 on element 0 only. Returns
 /// element 1's parameter after each step, and its state codes after the first when no options (8-bit states) were given.
 fn two_steps(options: Option<&bnb_param_options_t>) -> (f32, f32, Option<(u8, u8)>) {
-    let h = Handle::new(&bnb_adam8bit_config_default());
+    let h = Handle::new(&config_default());
     let id = match options {
         Some(o) => h.add_ex(N, BNB_DTYPE_F32, o),
         None => h.add(N, BNB_DTYPE_F32),
@@ -49,7 +47,7 @@ fn a_zero_variance_code_under_a_live_momentum_code_blows_up_like_the_reference()
     assert_eq!(codes, Some((134, 0)));
     assert_eq!(second.to_bits(), 0xc086_8eee, "8-bit second step: {second}");
 
-    let mut fp32 = bnb_param_options_default();
+    let mut fp32 = param_options_default();
     fp32.flags = BNB_OPT_OPTIM_BITS;
     fp32.optim_bits = 32;
     let (_, second_fp32, _) = two_steps(Some(&fp32));

@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -40,10 +41,15 @@ bnb_state_kind_t kind_of(const std::string &name) {
 // The handle, owned by a TorchScript object; destroyed with it.
 struct Optimizer : torch::CustomClassHolder {
   bnb_adam8bit_t *handle = nullptr;
+  bool on_cuda = false;
+  // What add_param registered, by id: a step with another size or dtype would overrun the
+  // tensor's buffer (the library trusts the pointer it is given for numel elements).
+  std::vector<std::pair<int64_t, at::ScalarType>> shapes;
 
   Optimizer(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t min_8bit_size,
             bool cuda, int64_t device_index) {
-    bnb_adam8bit_config_t cfg = bnb_adam8bit_config_default();
+    bnb_adam8bit_config_t cfg;
+    check(bnb_adam8bit_config_default(&cfg, sizeof cfg), "config_default");
     cfg.lr = lr;
     cfg.beta1 = beta1;
     cfg.beta2 = beta2;
@@ -53,12 +59,14 @@ struct Optimizer : torch::CustomClassHolder {
     check(bnb_adam8bit_create(&cfg, cuda ? BNB_DEVICE_CUDA : BNB_DEVICE_CPU, static_cast<int32_t>(device_index),
                               &handle),
           "create");
+    on_cuda = cuda;
   }
   ~Optimizer() override { bnb_adam8bit_destroy(handle); }
 
   int64_t add_param(const at::Tensor &p) {
     uint32_t id = 0;
     check(bnb_adam8bit_add_param(handle, static_cast<uint64_t>(p.numel()), dtype_of(p), &id), "add_param");
+    shapes.emplace_back(p.numel(), p.scalar_type());
     return id;
   }
 
@@ -71,6 +79,12 @@ struct Optimizer : torch::CustomClassHolder {
       TORCH_CHECK(params[i].is_contiguous() && grads[i].is_contiguous(), "param and grad must be contiguous");
       TORCH_CHECK(params[i].scalar_type() == grads[i].scalar_type(), "param and grad dtypes differ");
       TORCH_CHECK(params[i].numel() == grads[i].numel(), "param and grad sizes differ");
+      TORCH_CHECK(ids[i] >= 0 && static_cast<size_t>(ids[i]) < shapes.size(), "no parameter ", ids[i]);
+      TORCH_CHECK(params[i].numel() == shapes[ids[i]].first && params[i].scalar_type() == shapes[ids[i]].second,
+                  "parameter ", ids[i], " was registered with ", shapes[ids[i]].first, " elements of ",
+                  shapes[ids[i]].second, "; got ", params[i].numel(), " of ", params[i].scalar_type());
+      TORCH_CHECK(params[i].is_cuda() == on_cuda && grads[i].is_cuda() == on_cuda,
+                  on_cuda ? "this optimizer steps CUDA tensors" : "this optimizer steps CPU tensors");
       items[i].id = static_cast<uint32_t>(ids[i]);
       items[i].param = params[i].data_ptr();
       items[i].grad = grads[i].data_ptr();
@@ -100,15 +114,13 @@ struct Optimizer : torch::CustomClassHolder {
 
   int64_t get_step(int64_t id) {
     bnb_param_info_t info{};
-    info.struct_size = sizeof info;
-    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info), "param_info");
+    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info, sizeof info), "param_info");
     return static_cast<int64_t>(info.step);
   }
 
   int64_t state_bytes(int64_t id) {
     bnb_param_info_t info{};
-    info.struct_size = sizeof info;
-    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info), "param_info");
+    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info, sizeof info), "param_info");
     return static_cast<int64_t>(info.state_bytes);
   }
 
@@ -134,8 +146,7 @@ struct Optimizer : torch::CustomClassHolder {
  private:
   bool is_8bit(int64_t id) {
     bnb_param_info_t info{};
-    info.struct_size = sizeof info;
-    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info), "param_info");
+    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info, sizeof info), "param_info");
     return info.path != BNB_PATH_FP32;
   }
 };

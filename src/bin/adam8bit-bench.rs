@@ -89,10 +89,12 @@ struct Handle(*mut bnb_adam8bit_t);
 
 impl Handle {
     fn new(min_8bit_size: u64, block_wise: bool) -> Handle {
-        let mut cfg = bnb_adam8bit_config_default();
-        cfg.min_8bit_size = min_8bit_size;
-        cfg.block_wise = block_wise;
-        cfg.weight_decay = 0.01;
+        let cfg = bnb_adam8bit_config_t {
+            min_8bit_size,
+            block_wise,
+            weight_decay: 0.01,
+            ..Default::default()
+        };
         let mut h = null_mut();
         // SAFETY: `cfg` is a complete config and `h` a writable pointer.
         ok(

@@ -275,14 +275,13 @@ fn run_case(c: &Case, rng: &mut Rng, stream: sys::CUstream) -> Result<(), String
             }
             let (mut ia, mut ib): (bnb_param_info_t, bnb_param_info_t) =
                 unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-            ia.struct_size = std::mem::size_of::<bnb_param_info_t>() as u64;
-            ib.struct_size = ia.struct_size;
+            let size = std::mem::size_of::<bnb_param_info_t>();
             check(
-                unsafe { bnb_adam8bit_param_info(cpu.0, *id, &mut ia) },
+                unsafe { bnb_adam8bit_param_info(cpu.0, *id, &mut ia, size) },
                 "info",
             )?;
             check(
-                unsafe { bnb_adam8bit_param_info(gpu.0, *id, &mut ib) },
+                unsafe { bnb_adam8bit_param_info(gpu.0, *id, &mut ib, size) },
                 "info",
             )?;
             if ia.nonfinite_count != ib.nonfinite_count || ia.step != ib.step {
@@ -297,7 +296,7 @@ fn run_case(c: &Case, rng: &mut Rng, stream: sys::CUstream) -> Result<(), String
 }
 
 fn cases() -> Vec<Case> {
-    let base = bnb_adam8bit_config_default();
+    let base = bnb_adam8bit_config_t::default();
     let mut out = Vec::new();
     for (dtype, dn) in [
         (BNB_DTYPE_F32, "fp32"),
@@ -437,7 +436,7 @@ fn bench() -> Result<(), String> {
         (BNB_DTYPE_F32, "fp32", 16.0),
         (BNB_DTYPE_BF16, "bf16", 10.0),
     ] {
-        let h = Handle::new(&bnb_adam8bit_config_default(), BNB_DEVICE_CUDA)?;
+        let h = Handle::new(&bnb_adam8bit_config_t::default(), BNB_DEVICE_CUDA)?;
         let mut id = 0;
         check(
             unsafe { bnb_adam8bit_add_param(h.0, n, dtype, &mut id) },
@@ -489,7 +488,7 @@ fn bench() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let probe = Handle::new(&bnb_adam8bit_config_default(), BNB_DEVICE_CUDA);
+    let probe = Handle::new(&bnb_adam8bit_config_t::default(), BNB_DEVICE_CUDA);
     if let Err(e) = probe {
         eprintln!("no CUDA device: {e}");
         return ExitCode::from(2);

@@ -12,31 +12,47 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {what}: {e}", path.display()))
 }
 
-/// `<name>.<pid>.<n>.tmp` beside `path`: the same directory, so the rename cannot cross file
-/// systems, and one per call (process id and a per-process counter), so concurrent savers,
-/// threads of one process included, never write into each other's file.
-fn temp_path(path: &Path) -> Result<PathBuf> {
+/// How many names [`create_temp`] tries before giving up.
+const TEMP_ATTEMPTS: u32 = 1000;
+
+/// Creates `<name>.<pid>.<n>.tmp` beside `path`, exclusively: the same directory, so the rename
+/// cannot cross file systems, and never a file that exists already. `n` counts calls within the
+/// process, so concurrent savers (threads of one process included) never share a file; a name
+/// left by a killed process that had the same pid (a restarted container) is skipped, not
+/// reused or deleted.
+fn create_temp(path: &Path) -> Result<(File, PathBuf)> {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .ok_or_else(|| Error::InvalidArgument(format!("{}: not a file name", path.display())))?;
-    let mut tmp = name.to_os_string();
-    let n = CALLS.fetch_add(1, Ordering::Relaxed);
-    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
-    Ok(path.with_file_name(tmp))
+    for _ in 0..TEMP_ATTEMPTS {
+        let mut tmp = name.to_os_string();
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        tmp.push(format!(".{}.{n}.tmp", std::process::id()));
+        let tmp = path.with_file_name(tmp);
+        match File::create_new(&tmp) {
+            Ok(file) => return Ok((file, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(&tmp, "create", e)),
+        }
+    }
+    Err(Error::Io(format!(
+        "{}: {TEMP_ATTEMPTS} temporary names beside it exist already; remove the stale \
+         `*.tmp` files of killed saves",
+        path.display()
+    )))
 }
 
-/// Replaces `path` by what `write` puts into a fresh file: a crash at any moment leaves
-/// either the old file or the complete new one (and possibly a stray temporary beside it,
-/// `<name>.<pid>.<n>.tmp`).
-pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = temp_path(path)?;
-    let written = write(&tmp).and_then(|()| {
+/// Replaces `path` by what `write` puts into a fresh file (named by its second argument, for
+/// messages): a crash at any moment leaves either the old file or the complete new one (and
+/// possibly a stray temporary beside it, `<name>.<pid>.<n>.tmp`).
+pub fn write_atomic(path: &Path, write: impl FnOnce(&File, &Path) -> Result<()>) -> Result<()> {
+    let (file, tmp) = create_temp(path)?;
+    let written = write(&file, &tmp).and_then(|()| {
         set_mode(&tmp, path)?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io_error(&tmp, "fsync", e))
+        file.sync_all().map_err(|e| io_error(&tmp, "fsync", e))
     });
+    drop(file);
     if let Err(e) = written {
         // The temporary file is ours and incomplete; the target was never touched.
         let _ = std::fs::remove_file(&tmp);

@@ -6,7 +6,7 @@
 //! arrays its path keeps with the right dtype and shape, every checksum, and the maps.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path as FsPath;
@@ -59,6 +59,15 @@ impl Encoded<'_> {
     pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
         w.write_all(&self.header)?;
         self.arrays.iter().try_for_each(|a| w.write_all(a))
+    }
+
+    /// Writes the file into `file` (named `path` in messages), through a 1 MiB buffer; no
+    /// durability (see [`super::file::write_atomic`]).
+    pub fn write_file(&self, file: &File, path: &FsPath) -> Result<()> {
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        self.write_to(&mut w)
+            .and_then(|()| w.flush())
+            .map_err(|e| Error::Io(format!("{}: write: {e}", path.display())))
     }
 }
 
@@ -143,18 +152,6 @@ pub fn encode<'c>(ck: &'c Checkpoint<'_>) -> Result<Encoded<'c>> {
     })
 }
 
-/// Writes the checkpoint into a new file at `path` (no durability; see [`super::file`]).
-pub fn encode_to_file(ck: &Checkpoint<'_>, path: &FsPath) -> Result<()> {
-    let encoded = encode(ck)?;
-    let io = |what: &str, e: std::io::Error| Error::Io(format!("{}: {what}: {e}", path.display()));
-    let file = File::create_new(path).map_err(|e| io("create", e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    encoded
-        .write_to(&mut w)
-        .and_then(|()| w.flush())
-        .map_err(|e| io("write", e))
-}
-
 /// Parses and validates checkpoint bytes; arrays borrow from `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint<'_>> {
     let corrupt = |m: String| Error::Corrupt(m);
@@ -198,11 +195,8 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint<'_>> {
             "the file holds {stored} tensors, its parameters account for {tensors_used}"
         )));
     }
-    if let Some(g) = manifest
-        .groups
-        .keys()
-        .find(|&&g| !params.iter().any(|p| p.overrides.group == g))
-    {
+    let used: BTreeSet<u32> = params.iter().map(|p| p.overrides.group).collect();
+    if let Some(g) = manifest.groups.keys().find(|g| !used.contains(g)) {
         return Err(corrupt(format!("groups: group {g} has no parameter")));
     }
     Ok(Checkpoint {

@@ -72,7 +72,8 @@ pub fn kinds(cfg: &Config, path: Path, numel: u64) -> Vec<(StateKind, u64, u64)>
 /// one is complete and on disk.
 pub fn save(opt: &Optimizer, path: &FsPath) -> Result<()> {
     let ck = snapshot::capture(opt)?;
-    file::write_atomic(path, |tmp| format::encode_to_file(&ck, tmp))
+    let encoded = format::encode(&ck)?;
+    file::write_atomic(path, |f, tmp| encoded.write_file(f, tmp))
 }
 
 /// Loads `path` into `opt`; on any error `opt` is unchanged.
@@ -86,22 +87,17 @@ pub fn serialized_len(opt: &Optimizer) -> Result<u64> {
     Ok(format::encode(&snapshot::capture(opt)?)?.file_len())
 }
 
-/// Writes the bytes of the checkpoint file into `buf`, if they fit, and returns their count;
-/// a buffer that is too small is an error and is left untouched.
+/// The size of the checkpoint file, whose bytes are written into `buf` if they fit (a
+/// smaller `buf` is left untouched).
 pub fn serialize_into(opt: &Optimizer, buf: &mut [u8]) -> Result<u64> {
     let ck = snapshot::capture(opt)?;
     let encoded = format::encode(&ck)?;
     let len = encoded.file_len();
-    let Some(dst) = usize::try_from(len).ok().and_then(|l| buf.get_mut(..l)) else {
-        return Err(Error::InvalidArgument(format!(
-            "the buffer holds {} bytes, the checkpoint needs {len} (bnb_adam8bit_serialized_size)",
-            buf.len()
-        )));
-    };
-    let mut cursor = dst;
-    encoded
-        .write_to(&mut cursor)
-        .map_err(|e| Error::Panic(format!("the checkpoint outgrew its computed size: {e}")))?;
+    if let Some(mut dst) = usize::try_from(len).ok().and_then(|l| buf.get_mut(..l)) {
+        encoded
+            .write_to(&mut dst)
+            .map_err(|e| Error::Panic(format!("the checkpoint outgrew its computed size: {e}")))?;
+    }
     Ok(len)
 }
 

@@ -9,6 +9,7 @@
 //! enumerates every tensor, and merge finds each tensor's other slices from it.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 
 use super::{file, format, in_file, Checkpoint, ParamRecord};
@@ -72,7 +73,7 @@ fn mismatch(m: String) -> Error {
 /// One checkpoint from the checkpoints of ranks `0..shards.len()` (their order is the rank
 /// order). Every parameter must be a shard cut by [`shard_range`] with `world = shards.len()`;
 /// all ranks must share config, group learning rates, and each tensor's step and overrides.
-pub fn merge(shards: &[Checkpoint<'_>]) -> Result<Checkpoint<'static>> {
+pub fn merge<'a>(shards: &[Checkpoint<'a>]) -> Result<Checkpoint<'a>> {
     let Some(first) = shards.first() else {
         invalid!("merge needs at least one shard checkpoint");
     };
@@ -162,33 +163,41 @@ pub fn merge(shards: &[Checkpoint<'_>]) -> Result<Checkpoint<'static>> {
     })
 }
 
-/// The full tensor from its slices in rank order.
-fn join(
+/// The full tensor from its slices in rank order (the maps borrowed from rank 0, the cut
+/// arrays joined into buffers allocated fallibly).
+fn join<'a>(
     j: usize,
-    head: &ParamRecord<'_>,
+    head: &ParamRecord<'a>,
     slices: &[&ParamRecord<'_>],
     full_numel: u64,
-) -> Result<ParamRecord<'static>> {
+) -> Result<ParamRecord<'a>> {
     let mut arrays = Vec::with_capacity(head.arrays.len());
     for (a, (kind, bytes)) in head.arrays.iter().enumerate() {
-        let joined: Vec<u8> = match unit(*kind, j)? {
-            None => bytes.to_vec(),
-            Some(_) => {
-                let mut whole = Vec::new();
-                for s in slices {
-                    match s.arrays.get(a) {
-                        Some((k, b)) if k == kind => whole.extend_from_slice(b),
-                        _ => {
-                            return Err(mismatch(format!(
-                                "tensor {j}: its slices keep different arrays"
-                            )))
-                        }
-                    }
+        if unit(*kind, j)?.is_none() {
+            arrays.push((*kind, bytes.clone()));
+            continue;
+        }
+        let mut parts = Vec::with_capacity(slices.len());
+        for s in slices {
+            match s.arrays.get(a) {
+                Some((k, b)) if k == kind => parts.push(&b[..]),
+                _ => {
+                    return Err(mismatch(format!(
+                        "tensor {j}: its slices keep different arrays"
+                    )))
                 }
-                whole
             }
-        };
-        arrays.push((*kind, Cow::Owned(joined)));
+        }
+        let mut whole = Vec::new();
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        whole.try_reserve_exact(len).map_err(|_| {
+            Error::OutOfMemory(format!(
+                "tensor {j}: cannot allocate {len} bytes for its merged {}",
+                kind.name()
+            ))
+        })?;
+        parts.iter().for_each(|p| whole.extend_from_slice(p));
+        arrays.push((*kind, Cow::Owned(whole)));
     }
     Ok(ParamRecord {
         numel: full_numel,
@@ -254,10 +263,11 @@ pub fn split<'a>(full: &'a Checkpoint<'_>, rank: u32, world: u32) -> Result<Chec
         });
     }
     // Groups whose tensors have no slice on this rank do not exist in its handle.
+    let used: BTreeSet<u32> = params.iter().map(|p| p.overrides.group).collect();
     let groups = full
         .groups
         .iter()
-        .filter(|(g, _)| params.iter().any(|p| p.overrides.group == **g))
+        .filter(|(g, _)| used.contains(g))
         .map(|(&g, &lr)| (g, lr))
         .collect();
     Ok(Checkpoint {
@@ -282,28 +292,34 @@ pub fn merge_files(inputs: &[PathBuf], out: &FsPath) -> Result<()> {
         .map(|(b, p)| format::decode(b).map_err(|e| in_file(e, p)))
         .collect::<Result<Vec<_>>>()?;
     let merged = merge(&shards)?;
-    file::write_atomic(out, |tmp| format::encode_to_file(&merged, tmp))
+    let encoded = format::encode(&merged)?;
+    file::write_atomic(out, |f, tmp| encoded.write_file(f, tmp))
 }
 
-/// The most files one split writes. Every part is built (and checked) before the first file
-/// is written, so the limit also bounds the memory of that check.
+/// The most files one split writes (a bound on the time of a mistaken call).
 pub const MAX_SPLIT_WORLD: u32 = 1 << 16;
 
-/// Splits the full checkpoint `input` into `world` files named by [`shard_file_name`]; all
-/// are checked before the first is written. Returns their paths in rank order.
+/// Splits the full checkpoint `input` into `world` files named by [`shard_file_name`].
+/// Every part is built and encoded once before the first file is written, so a checkpoint
+/// that cannot be split writes nothing; then each part is built again and written (parts
+/// borrow from the input, so only one is held at a time). Each file is replaced atomically; an
+/// I/O error part-way leaves the files of the ranks before it written. Returns the paths in
+/// rank order.
 pub fn split_file(input: &FsPath, world: u32, prefix: &FsPath) -> Result<Vec<PathBuf>> {
     if !(1..=MAX_SPLIT_WORLD).contains(&world) {
         invalid!("world {world} is not in 1..={MAX_SPLIT_WORLD}");
     }
     let bytes = file::read(input)?;
     let full = format::decode(&bytes).map_err(|e| in_file(e, input))?;
-    let parts = (0..world)
-        .map(|r| split(&full, r, world))
-        .collect::<Result<Vec<_>>>()?;
-    let mut written = Vec::with_capacity(parts.len());
-    for (r, part) in parts.iter().enumerate() {
-        let path = shard_file_name(prefix, r as u32, world);
-        file::write_atomic(&path, |tmp| format::encode_to_file(part, tmp))?;
+    for r in 0..world {
+        format::encode(&split(&full, r, world)?)?;
+    }
+    let mut written = Vec::with_capacity(world as usize);
+    for r in 0..world {
+        let part = split(&full, r, world)?;
+        let encoded = format::encode(&part)?;
+        let path = shard_file_name(prefix, r, world);
+        file::write_atomic(&path, |f, tmp| encoded.write_file(f, tmp))?;
         written.push(path);
     }
     Ok(written)

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::path::PathBuf;
 
 use super::types::*;
-use super::{arg, arg_mut, bnb_adam8bit_t, c_array, guard};
+use super::{arg, bnb_adam8bit_t, c_array, guard, out_arg};
 use crate::checkpoint::{self, reshard};
 use crate::error::{invalid, Result};
 
@@ -55,14 +55,17 @@ pub unsafe extern "C" fn bnb_adam8bit_save(
 }
 
 /// Loads a checkpoint written by `bnb_adam8bit_save` into a handle with the same parameters
-/// registered in the same order. Everything is validated before the handle changes; on any
-/// error the handle is exactly as before: `BNB_ERR_IO` (cannot read), `BNB_ERR_CORRUPT`
-/// (damaged or not a checkpoint), `BNB_ERR_MISMATCH` (valid but does not fit this handle; the
-/// message names the parameter and field). The checkpoint's `lr` and group learning rates
-/// replace the handle's; every other config value must be equal (`is_paged` and the device
-/// may differ). One exception on a CUDA handle: a device failure during the host-to-device
-/// copies (`BNB_ERR_CUDA`, which can also report an earlier asynchronous error of the device)
-/// may leave part of the checkpoint loaded; destroy the handle then.
+/// registered in the same order. The checkpoint's `lr` and group learning rates replace the
+/// handle's; every other config value must be equal (`is_paged` and the device may differ).
+///
+/// Everything is validated before the handle changes (the file is read into memory whole for
+/// that); on any error the handle is exactly as before: `BNB_ERR_IO` (cannot read),
+/// `BNB_ERR_CORRUPT` (damaged or not a checkpoint), `BNB_ERR_MISMATCH` (valid but does not fit
+/// this handle; the message names the parameter and field), `BNB_ERR_OUT_OF_MEMORY` (no room
+/// for the file), `BNB_ERR_INVALID_ARGUMENT` (a NULL argument). One exception on a CUDA
+/// handle: a device failure during the host-to-device copies (`BNB_ERR_CUDA`, which can also
+/// report an earlier asynchronous error of the device) may leave part of the checkpoint
+/// loaded; destroy the handle then.
 ///
 /// # Safety
 /// `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
@@ -91,15 +94,17 @@ pub unsafe extern "C" fn bnb_adam8bit_serialized_size(
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
-        let out = arg_mut(out_bytes, "out_bytes")?;
-        *out = checkpoint::serialized_len(&opt)?;
+        let out = out_arg(out_bytes, "out_bytes")?;
+        out.set(checkpoint::serialized_len(&opt)?);
         Ok(())
     })
 }
 
 /// Writes the checkpoint (the bytes of the file `bnb_adam8bit_save` would write) into `buf`,
 /// which holds `buf_bytes` bytes, and its length to `*out_written`. A buffer that is too small
-/// is `BNB_ERR_INVALID_ARGUMENT` and nothing is written.
+/// is `BNB_ERR_INVALID_ARGUMENT`: nothing is written into it, and `*out_written` is the size
+/// needed (which can differ from an earlier `bnb_adam8bit_serialized_size` if the handle
+/// stepped meanwhile: the metadata holds the step counts and checksums).
 ///
 /// # Safety
 /// `h` must be a live handle or NULL; `buf` NULL or `buf_bytes` writable bytes; `out_written`
@@ -113,15 +118,21 @@ pub unsafe extern "C" fn bnb_adam8bit_serialize(
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
-        let out = arg_mut(out_written, "out_written")?;
+        let written = out_arg(out_written, "out_written")?;
         if buf.is_null() {
             invalid!("buf is NULL");
         }
         // No object exceeds isize::MAX bytes, so a larger count can only be shortened.
         let cap =
             usize::try_from(buf_bytes).map_or(isize::MAX as usize, |b| b.min(isize::MAX as usize));
-        let dst = std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap);
-        *out = checkpoint::serialize_into(&opt, dst)?;
+        let len =
+            checkpoint::serialize_into(&opt, std::slice::from_raw_parts_mut(buf.cast(), cap))?;
+        written.set(len);
+        if len > buf_bytes {
+            invalid!(
+                "buf holds {buf_bytes} bytes, the checkpoint needs {len} (now in *out_written)"
+            );
+        }
         Ok(())
     })
 }
@@ -175,9 +186,13 @@ pub unsafe extern "C" fn bnb_shard_range(
     out_len: *mut u64,
 ) -> bnb_status_t {
     guard(|| {
-        let offset = arg_mut(out_offset, "out_offset")?;
-        let len = arg_mut(out_len, "out_len")?;
-        (*offset, *len) = reshard::shard_range(full_numel, rank, world)?;
+        let (offset_out, len_out) = (
+            out_arg(out_offset, "out_offset")?,
+            out_arg(out_len, "out_len")?,
+        );
+        let (offset, len) = reshard::shard_range(full_numel, rank, world)?;
+        offset_out.set(offset);
+        len_out.set(len);
         Ok(())
     })
 }
@@ -214,7 +229,7 @@ pub unsafe extern "C" fn bnb_checkpoint_merge(
 /// `<out_path_prefix>.<rank>-of-<world>.safetensors`, cut by `bnb_shard_range`; rank r's file
 /// loads into a handle that registered rank r's non-empty slices in tensor order. `world` is
 /// 1 to 65536. All parts are validated before the first is written; each file is replaced
-/// atomically.
+/// atomically, and an I/O error part-way leaves the files of the earlier ranks written.
 ///
 /// # Safety
 /// `in_path` and `out_path_prefix` NULL or NUL-terminated strings.

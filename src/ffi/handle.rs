@@ -3,33 +3,40 @@
 use std::ffi::c_char;
 
 use super::types::*;
-use super::{arg, arg_mut, bnb_adam8bit_t, guard, read_versioned, write_versioned};
-use crate::config::{Config, Preset};
+use super::{arg, bnb_adam8bit_t, guard, out_arg, read_versioned, write_versioned};
+use crate::config::Config;
 use crate::error::{invalid, last_message_ptr};
 use crate::optimizer::Optimizer;
 
-/// The defaults of `bnb.optim.Adam8bit`: lr 1e-3, betas (0.9, 0.999), eps 1e-8,
-/// weight_decay 0, amsgrad false, optim_bits 32, min_8bit_size 4096, percentile_clipping 100,
-/// block_wise true, is_paged false, max_unorm 0, skip_zeros false.
-#[no_mangle]
-pub extern "C" fn bnb_adam8bit_config_default() -> bnb_adam8bit_config_t {
-    Config::preset(Preset::Adam8bit).into()
-}
-
-/// Writes the defaults of one of bitsandbytes' classes (`BNB_PRESET_*`) to `*out`: at most
-/// `out->struct_size` bytes, which the caller sets (e.g. `out` from
-/// `bnb_adam8bit_config_default()`); `struct_size` is then the bytes written.
+/// Writes the defaults of `bnb.optim.Adam8bit` to `*out`, a struct of `struct_size` bytes
+/// (pass `sizeof *out`): lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0, amsgrad
+/// false, optim_bits 32, min_8bit_size 4096, percentile_clipping 100, block_wise true,
+/// is_paged false, max_unorm 0, skip_zeros false. Sets `out->struct_size`; bytes past this
+/// library's struct (a newer header's fields) are zeroed.
 ///
 /// # Safety
-/// `out` must be NULL or point to `out->struct_size` writable bytes.
+/// `out` must be NULL or point to `struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_config_default(
+    out: *mut bnb_adam8bit_config_t,
+    struct_size: usize,
+) -> bnb_status_t {
+    guard(|| write_versioned(out, struct_size, bnb_adam8bit_config_t::default(), "out"))
+}
+
+/// `bnb_adam8bit_config_default` for one of bitsandbytes' classes (`BNB_PRESET_*`).
+///
+/// # Safety
+/// `out` must be NULL or point to `struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn bnb_adam8bit_config_preset(
     preset: bnb_preset_t,
     out: *mut bnb_adam8bit_config_t,
+    struct_size: usize,
 ) -> bnb_status_t {
     guard(|| {
         let config = Config::preset(super::types::preset(preset)?).into();
-        write_versioned(out, config, "out")
+        write_versioned(out, struct_size, config, "out")
     })
 }
 
@@ -50,9 +57,9 @@ pub unsafe extern "C" fn bnb_adam8bit_create(
     guard(|| {
         let cfg = Config::from(&read_versioned(config, "config")?);
         let device = super::types::device(device)?;
-        let out = arg_mut(out, "out")?;
+        let out = out_arg(out, "out")?;
         let opt = Optimizer::new(cfg, device, device_index)?;
-        *out = Box::into_raw(Box::new(bnb_adam8bit_t::new(opt)));
+        out.set(Box::into_raw(Box::new(bnb_adam8bit_t::new(opt))));
         Ok(())
     })
 }
@@ -69,20 +76,20 @@ pub unsafe extern "C" fn bnb_adam8bit_destroy(h: *mut bnb_adam8bit_t) {
     }
 }
 
-/// Writes the handle's configuration (with the current `lr`) to `*out`, at most
-/// `out->struct_size` bytes as `bnb_adam8bit_config_preset` does.
+/// Writes the handle's configuration (with the current `lr`) to `*out`, a struct of
+/// `struct_size` bytes, as `bnb_adam8bit_config_default` does.
 ///
 /// # Safety
-/// `h` must be a live handle or NULL; `out` NULL or pointing to `out->struct_size` writable
-/// bytes.
+/// `h` must be a live handle or NULL; `out` NULL or pointing to `struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn bnb_adam8bit_get_config(
     h: *const bnb_adam8bit_t,
     out: *mut bnb_adam8bit_config_t,
+    struct_size: usize,
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
-        write_versioned(out, (*opt.config()).into(), "out")
+        write_versioned(out, struct_size, (*opt.config()).into(), "out")
     })
 }
 
@@ -97,10 +104,10 @@ pub unsafe extern "C" fn bnb_adam8bit_get_device(
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
-        *arg_mut(out, "out")? = match opt.device() {
+        out_arg(out, "out")?.set(match opt.device() {
             crate::optimizer::Device::Cpu => BNB_DEVICE_CPU,
             crate::optimizer::Device::Cuda => BNB_DEVICE_CUDA,
-        };
+        });
         Ok(())
     })
 }

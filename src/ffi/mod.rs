@@ -63,26 +63,44 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<()>) -> bnb_status_t {
     }
 }
 
-/// `&T` from a C pointer that must not be NULL.
+/// `&T` from a C pointer that must not be NULL or misaligned.
 ///
 /// # Safety
 /// A non-NULL `ptr` must point to a valid `T` for the call's duration.
 pub(crate) unsafe fn arg<'a, T>(ptr: *const T, name: &str) -> Result<&'a T> {
+    if !ptr.is_aligned() {
+        invalid!("{name} is not aligned to its type");
+    }
     match ptr.as_ref() {
         Some(r) => Ok(r),
         None => invalid!("{name} is NULL"),
     }
 }
 
-/// `&mut T` from a C pointer that must not be NULL.
-///
-/// # Safety
-/// As [`arg`], and nothing else may access `*ptr` during the call.
-pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T> {
-    match ptr.as_mut() {
-        Some(r) => Ok(r),
-        None => invalid!("{name} is NULL"),
+/// An output argument, checked (not NULL, aligned) before the call does anything and written
+/// once, through the raw pointer, when the result is known. No reference to the caller's
+/// memory is held meanwhile, so outputs that alias each other or another argument are
+/// harmless (the last write wins).
+pub(crate) struct Out<T: Copy>(*mut T);
+
+impl<T: Copy> Out<T> {
+    /// # Safety
+    /// The pointer given to [`out_arg`] must still be writable.
+    pub(crate) unsafe fn set(self, value: T) {
+        self.0.write(value)
     }
+}
+
+/// # Safety
+/// A non-NULL `ptr` must be writable for a `T` for the call's duration.
+pub(crate) unsafe fn out_arg<T: Copy>(ptr: *mut T, name: &str) -> Result<Out<T>> {
+    if ptr.is_null() {
+        invalid!("{name} is NULL");
+    }
+    if !ptr.is_aligned() {
+        invalid!("{name} is not aligned to its type");
+    }
+    Ok(Out(ptr))
 }
 
 /// `&[T]` from a C array of `count` elements: NULL is allowed only with `count` 0, and the
@@ -123,6 +141,9 @@ pub(crate) unsafe trait Versioned: Copy {
     const RESERVED: std::ops::Range<usize> = 0..0;
 }
 
+/// The largest `struct_size` taken as plausible (a guard against an uninitialised one).
+const MAX_STRUCT_SIZE: usize = 1 << 20;
+
 /// Reads a caller's versioned struct: a smaller `struct_size` than this library's is
 /// rejected; bytes this library does not know (reserved, or past its size in a newer
 /// caller's struct) must be zero, so a newer caller's options are never silently ignored.
@@ -138,7 +159,7 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, name: &str) -> 
     if size < ours {
         invalid!("{name}.struct_size is {size}, expected {ours}; initialise it with its _default() function");
     }
-    if size > (1 << 20) {
+    if size > MAX_STRUCT_SIZE as u64 {
         invalid!("{name}.struct_size {size} is implausible");
     }
     let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), size as usize);
@@ -156,27 +177,32 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, name: &str) -> 
     Ok(std::ptr::read_unaligned(ptr))
 }
 
-/// Writes `value` to a caller's versioned struct, at most `out->struct_size` bytes (which the
-/// caller sets, e.g. through the struct's `_default()` function), and sets `struct_size` to
-/// the bytes written: an older caller's smaller struct is never overrun.
+/// Writes `value` to a caller's versioned struct of `size` bytes (its `sizeof` as the caller
+/// was compiled): the fields this library knows, at most `size` bytes, so an older caller's
+/// smaller struct is never overrun; zeros after them, so a newer caller's fields read as
+/// unset (a later version's fields mean "off" when zero); and `struct_size = size`, so the
+/// struct can go straight back into the library as input.
 ///
 /// # Safety
-/// A non-NULL `out` must point to at least `out->struct_size` writable bytes.
-pub(crate) unsafe fn write_versioned<T: Copy>(out: *mut T, value: T, name: &str) -> Result<()> {
+/// A non-NULL `out` must point to `size` writable bytes.
+pub(crate) unsafe fn write_versioned<T: Copy>(
+    out: *mut T,
+    size: usize,
+    value: T,
+    name: &str,
+) -> Result<()> {
+    let ours = std::mem::size_of::<T>();
     if out.is_null() {
         invalid!("{name} is NULL");
     }
-    let size = std::ptr::read_unaligned(out.cast::<u64>());
-    let ours = std::mem::size_of::<T>() as u64;
-    if !(8..=(1 << 20)).contains(&size) {
-        invalid!("{name}->struct_size is {size}; set it to sizeof the struct ({ours})");
+    if !(8..=MAX_STRUCT_SIZE).contains(&size) {
+        invalid!("struct_size {size} for {name}: pass sizeof the struct ({ours} in this version)");
     }
     let n = size.min(ours);
-    std::ptr::copy_nonoverlapping(
-        (&value as *const T).cast::<u8>(),
-        out.cast::<u8>(),
-        n as usize,
-    );
-    std::ptr::write_unaligned(out.cast::<u64>(), n);
+    std::ptr::copy_nonoverlapping((&value as *const T).cast::<u8>(), out.cast::<u8>(), n);
+    if size > ours {
+        std::ptr::write_bytes(out.cast::<u8>().add(ours), 0, size - ours);
+    }
+    std::ptr::write_unaligned(out.cast::<u64>(), size as u64);
     Ok(())
 }

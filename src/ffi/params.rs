@@ -3,15 +3,22 @@
 use std::ffi::c_void;
 
 use super::types::*;
-use super::{arg, arg_mut, bnb_adam8bit_t, c_array, guard, read_versioned, write_versioned};
+use super::{arg, bnb_adam8bit_t, c_array, guard, out_arg, read_versioned, write_versioned};
 use crate::config::ParamOverrides;
 use crate::error::invalid;
 use crate::optimizer::StepItem;
 
-/// Options with no override set, group 0, and `struct_size` filled in.
+/// Writes options with no override set and group 0 to `*out`, a struct of `struct_size`
+/// bytes (pass `sizeof *out`), as `bnb_adam8bit_config_default` does.
+///
+/// # Safety
+/// `out` must be NULL or point to `struct_size` writable bytes.
 #[no_mangle]
-pub extern "C" fn bnb_param_options_default() -> bnb_param_options_t {
-    bnb_param_options_t::default()
+pub unsafe extern "C" fn bnb_param_options_default(
+    out: *mut bnb_param_options_t,
+    struct_size: usize,
+) -> bnb_status_t {
+    guard(|| write_versioned(out, struct_size, bnb_param_options_t::default(), "out"))
 }
 
 /// Registers a parameter of `numel` elements of `dtype` with the handle's settings and
@@ -29,8 +36,8 @@ pub unsafe extern "C" fn bnb_adam8bit_add_param(
     guard(|| {
         let mut opt = arg(h, "handle")?.lock()?;
         let dtype = super::types::dtype(dtype)?;
-        let out_id = arg_mut(out_id, "out_id")?;
-        *out_id = opt.add_param(numel, dtype, ParamOverrides::default())?;
+        let out_id = out_arg(out_id, "out_id")?;
+        out_id.set(opt.add_param(numel, dtype, ParamOverrides::default())?);
         Ok(())
     })
 }
@@ -55,8 +62,8 @@ pub unsafe extern "C" fn bnb_adam8bit_add_param_ex(
         } else {
             read_versioned(options, "options")?.overrides()?
         };
-        let out_id = arg_mut(out_id, "out_id")?;
-        *out_id = opt.add_param(numel, dtype, overrides)?;
+        let out_id = out_arg(out_id, "out_id")?;
+        out_id.set(opt.add_param(numel, dtype, overrides)?);
         Ok(())
     })
 }
@@ -72,21 +79,23 @@ pub unsafe extern "C" fn bnb_adam8bit_num_params(
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
-        *arg_mut(out, "out")? = opt.params().len() as u32;
+        out_arg(out, "out")?.set(opt.params().len() as u32);
         Ok(())
     })
 }
 
-/// Fills `*out` (up to `out->struct_size` bytes, which the caller sets) with what the handle
-/// knows about parameter `id`.
+/// Writes what the handle knows about parameter `id` to `*out`, a struct of `struct_size`
+/// bytes (pass `sizeof *out`), as `bnb_adam8bit_config_default` does: fields this library
+/// does not know read 0.
 ///
 /// # Safety
-/// `h` must be a live handle or NULL; `out` NULL or pointing to `out->struct_size` writable bytes.
+/// `h` must be a live handle or NULL; `out` NULL or pointing to `struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn bnb_adam8bit_param_info(
     h: *const bnb_adam8bit_t,
     id: u32,
     out: *mut bnb_param_info_t,
+    struct_size: usize,
 ) -> bnb_status_t {
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
@@ -104,8 +113,9 @@ pub unsafe extern "C" fn bnb_adam8bit_param_info(
             gnorm_scale: i.gnorm_scale,
             group: i.group,
             paged: i.paged,
+            reserved: [0; 7],
         };
-        write_versioned(out, info, "out")
+        write_versioned(out, struct_size, info, "out")
     })
 }
 

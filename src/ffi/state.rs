@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 
 use super::types::*;
-use super::{arg, arg_mut, bnb_adam8bit_t, guard};
+use super::{arg, bnb_adam8bit_t, guard, out_arg};
 use crate::error::{invalid, Result};
 use crate::optimizer::Optimizer;
 use crate::state::StateKind;
@@ -44,7 +44,7 @@ pub unsafe extern "C" fn bnb_adam8bit_state_size(
     guard(|| {
         let opt = arg(h, "handle")?.lock()?;
         let kind = state_kind(which)?;
-        *arg_mut(out_bytes, "out_bytes")? = opt.state_size(id, kind)?;
+        out_arg(out_bytes, "out_bytes")?.set(opt.state_size(id, kind)?);
         Ok(())
     })
 }

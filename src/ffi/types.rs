@@ -12,7 +12,7 @@ use crate::optimizer::Device;
 use crate::state::StateKind;
 
 /// Major version of the C ABI; a change that breaks existing callers increments it.
-pub const BNB_ADAM8BIT_ABI_VERSION: u32 = 2;
+pub const BNB_ADAM8BIT_ABI_VERSION: u32 = 3;
 /// Library version (equal to the crate version in Cargo.toml; a test checks it).
 pub const BNB_ADAM8BIT_VERSION_MAJOR: u32 = 0;
 pub const BNB_ADAM8BIT_VERSION_MINOR: u32 = 1;
@@ -105,8 +105,8 @@ pub const BNB_OPT_SHARD: u32 = 1 << 7;
 const BNB_OPT_ALL: u32 = (1 << 8) - 1;
 
 /// Optimizer settings: the keyword arguments of `bnb.optim.Adam8bit`, plus `max_unorm` and
-/// `skip_zeros`. Start from `bnb_adam8bit_config_default()` or `bnb_adam8bit_config_preset()`,
-/// which also fill in `struct_size`.
+/// `skip_zeros`. Start from `bnb_adam8bit_config_default(&c, sizeof c)` or
+/// `bnb_adam8bit_config_preset`, which also fill in `struct_size`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct bnb_adam8bit_config_t {
@@ -137,7 +137,7 @@ pub struct bnb_adam8bit_config_t {
     pub is_paged: bool,
     /// 32-bit path: elements whose gradient is exactly zero are left untouched.
     pub skip_zeros: bool,
-    /// Must be zero (the `_default()`/`_preset()` functions zero it): room for options of
+    /// Must be zero (the `_default`/`_preset` functions zero it): room for options of
     /// later versions that an older library then refuses instead of ignoring.
     pub reserved: [u8; 4],
 }
@@ -176,6 +176,13 @@ impl From<Config> for bnb_adam8bit_config_t {
     }
 }
 
+/// `bnb.optim.Adam8bit`'s defaults (what `bnb_adam8bit_config_default` writes).
+impl Default for bnb_adam8bit_config_t {
+    fn default() -> Self {
+        Config::preset(crate::config::Preset::Adam8bit).into()
+    }
+}
+
 impl From<&bnb_adam8bit_config_t> for Config {
     fn from(c: &bnb_adam8bit_config_t) -> Self {
         Config {
@@ -197,7 +204,7 @@ impl From<&bnb_adam8bit_config_t> for Config {
 }
 
 /// Per-parameter settings for `bnb_adam8bit_add_param_ex`: the C form of torch param groups
-/// and bitsandbytes' `override_config`. Start from `bnb_param_options_default()`, set fields
+/// and bitsandbytes' `override_config`. Start from `bnb_param_options_default(&o, sizeof o)`, set fields
 /// and the matching `BNB_OPT_*` bits in `flags`; unset fields take the handle's values.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -242,6 +249,9 @@ const _: () = assert!(
 const _: () = assert!(
     std::mem::size_of::<bnb_param_options_t>()
         == std::mem::offset_of!(bnb_param_options_t, shard_offset) + 8
+);
+const _: () = assert!(
+    std::mem::size_of::<bnb_param_info_t>() == std::mem::offset_of!(bnb_param_info_t, reserved) + 7
 );
 
 impl Default for bnb_param_options_t {
@@ -293,7 +303,7 @@ impl bnb_param_options_t {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct bnb_param_info_t {
-    /// Set by the caller to `sizeof(bnb_param_info_t)`; the library fills at most that much.
+    /// The `struct_size` passed to `bnb_adam8bit_param_info`.
     pub struct_size: u64,
     pub numel: u64,
     pub dtype: bnb_dtype_t,
@@ -315,6 +325,9 @@ pub struct bnb_param_info_t {
     pub group: u32,
     /// Whether state1/state2 live in CUDA managed memory.
     pub paged: bool,
+    /// Zero: the tail padding made explicit, so a later field placed here reads 0 from an
+    /// older library instead of padding bytes.
+    pub reserved: [u8; 7],
 }
 
 /// One parameter of a `bnb_adam8bit_step_many` call.

@@ -8,7 +8,7 @@ use adam8bit::ffi::checkpoint::*;
 use adam8bit::ffi::params::bnb_adam8bit_num_params;
 use adam8bit::ffi::types::*;
 
-use super::{ok, Handle, Rng};
+use super::{config_default, ok, param_options_default, Handle, Rng};
 
 pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
@@ -108,7 +108,7 @@ pub fn elem_size(dtype: bnb_dtype_t) -> usize {
 /// blockwise bf16 (5000), fp32 path (300), fp16 in group 1 with lr_scale and beta1 overrides,
 /// a parameter forced to 32-bit state.
 pub fn mixed_handle(seed: u64, steps: usize) -> Handle {
-    let mut cfg = adam8bit::ffi::handle::bnb_adam8bit_config_default();
+    let mut cfg = config_default();
     cfg.weight_decay = 0.01;
     let h = Handle::new(&cfg);
     let specs: [(u64, bnb_dtype_t); 4] = [
@@ -118,7 +118,7 @@ pub fn mixed_handle(seed: u64, steps: usize) -> Handle {
         (4500, BNB_DTYPE_F32),
     ];
     for (i, &(n, dt)) in specs.iter().enumerate() {
-        let mut o = adam8bit::ffi::params::bnb_param_options_default();
+        let mut o = param_options_default();
         match i {
             2 => {
                 o.group = 1;

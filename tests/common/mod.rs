@@ -11,6 +11,28 @@ use adam8bit::ffi::params::*;
 use adam8bit::ffi::state::*;
 use adam8bit::ffi::types::*;
 
+/// `bnb_adam8bit_config_default` into a struct of this header's size.
+pub fn config_default() -> bnb_adam8bit_config_t {
+    let mut c = std::mem::MaybeUninit::<bnb_adam8bit_config_t>::uninit();
+    let size = std::mem::size_of::<bnb_adam8bit_config_t>();
+    // SAFETY: `c` has `size` writable bytes; on BNB_OK every byte was written.
+    unsafe {
+        ok(bnb_adam8bit_config_default(c.as_mut_ptr(), size));
+        c.assume_init()
+    }
+}
+
+/// `bnb_param_options_default` into a struct of this header's size.
+pub fn param_options_default() -> bnb_param_options_t {
+    let mut o = std::mem::MaybeUninit::<bnb_param_options_t>::uninit();
+    let size = std::mem::size_of::<bnb_param_options_t>();
+    // SAFETY: as in `config_default`.
+    unsafe {
+        ok(bnb_param_options_default(o.as_mut_ptr(), size));
+        o.assume_init()
+    }
+}
+
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
@@ -163,7 +185,7 @@ impl Case {
 
     pub fn config(&self) -> bnb_adam8bit_config_t {
         let j = &self.json;
-        let mut c = bnb_adam8bit_config_default();
+        let mut c = config_default();
         c.lr = self.f("lr");
         c.beta1 = j["betas"][0].as_f64().unwrap();
         c.beta2 = j["betas"][1].as_f64().unwrap();
@@ -267,8 +289,8 @@ impl Handle {
 
     pub fn info(&self, id: u32) -> bnb_param_info_t {
         let mut i: bnb_param_info_t = unsafe { std::mem::zeroed() };
-        i.struct_size = std::mem::size_of::<bnb_param_info_t>() as u64;
-        ok(unsafe { bnb_adam8bit_param_info(self.0, id, &mut i) });
+        let size = std::mem::size_of::<bnb_param_info_t>();
+        ok(unsafe { bnb_adam8bit_param_info(self.0, id, &mut i, size) });
         i
     }
 }
