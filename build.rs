@@ -11,9 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    // Programs linked against the shared library record this name, not the build path.
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libadam8bit.so");
+    // Programs linked against the shared library record this name, not the build path. It
+    // carries the ABI version, so a program built against one ABI never loads another.
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,-soname,libadam8bit.so.{}",
+        abi_version()
+    );
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/ffi/types.rs");
     println!("cargo::rustc-check-cfg=cfg(adam8bit_cuda)");
     for var in [
         "NVCC",
@@ -118,4 +123,15 @@ fn compile(nvcc: &Path, sources: &[PathBuf], fatbin: &Path) {
         status.success(),
         "nvcc failed to compile the CUDA kernels ({status})"
     );
+}
+
+/// `BNB_ADAM8BIT_ABI_VERSION` as `src/ffi/types.rs` defines it (the one definition; the header,
+/// the soname and the CMake package all derive from it).
+fn abi_version() -> u32 {
+    const DEFINITION: &str = "pub const BNB_ADAM8BIT_ABI_VERSION: u32 = ";
+    let types = std::fs::read_to_string("src/ffi/types.rs").expect("src/ffi/types.rs");
+    types
+        .lines()
+        .find_map(|l| l.strip_prefix(DEFINITION)?.strip_suffix(';')?.parse().ok())
+        .expect("src/ffi/types.rs defines BNB_ADAM8BIT_ABI_VERSION as an integer literal")
 }

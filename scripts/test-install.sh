@@ -13,6 +13,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 prefix="$work/prefix"
 version="$(sed -n 's/^version *= *"\([0-9.]*\)".*/\1/p' "$repo/Cargo.toml" | head -1)"
+abi="$(sed -n 's/^pub const BNB_ADAM8BIT_ABI_VERSION: u32 = \([0-9]*\);$/\1/p' "$repo/src/ffi/types.rs")"
+soname_want="libadam8bit.so.$abi"
 say() { printf '\n== %s\n' "$*"; }
 fail() { echo "test-install: FAIL: $*" >&2; exit 1; }
 
@@ -24,24 +26,25 @@ cmake --install "$build" --prefix "$prefix"
 say "installed files"
 libdir="$prefix/lib"
 [ -d "$libdir" ] || libdir="$(dirname "$(find "$prefix" -name 'libadam8bit.a' | head -1)")"
-for f in "$libdir/libadam8bit.so" "$libdir/libadam8bit.so.$version" "$libdir/libadam8bit.a" \
+for f in "$libdir/libadam8bit.so" "$libdir/$soname_want" "$libdir/libadam8bit.so.$version" "$libdir/libadam8bit.a" \
          "$prefix/include/adam8bit.h" "$prefix/include/adam8bit.hpp" \
          "$libdir/cmake/adam8bit/adam8bitConfig.cmake" \
          "$libdir/cmake/adam8bit/adam8bitConfigVersion.cmake" "$libdir/pkgconfig/adam8bit.pc"; do
   [ -e "$f" ] || fail "missing $f"
   echo "ok  ${f#$prefix/}"
 done
-[ -L "$libdir/libadam8bit.so" ] || fail "libadam8bit.so is not a link to libadam8bit.so.$version"
+[ "$(readlink "$libdir/libadam8bit.so")" = "$soname_want" ] || fail "libadam8bit.so is not a link to $soname_want"
+[ "$(readlink "$libdir/$soname_want")" = "libadam8bit.so.$version" ] || fail "$soname_want is not a link to libadam8bit.so.$version"
 soname="$(objdump -p "$libdir/libadam8bit.so.$version" | awk '/SONAME/ {print $2}')"
-[ "$soname" = "libadam8bit.so" ] || fail "soname is '$soname'"
-echo "ok  soname $soname"
+[ "$soname" = "$soname_want" ] || fail "soname is '$soname', expected $soname_want"
+echo "ok  soname $soname (ABI version $abi)"
 
 say "CMake consumer: find_package(adam8bit $version CONFIG REQUIRED)"
 cmake -S "$repo/scripts/consumer" -B "$work/cmake-consumer" -DCMAKE_PREFIX_PATH="$prefix" \
       -DCONSUMER_EXPECT_VERSION="$version" >/dev/null
 cmake --build "$work/cmake-consumer" -j2 >/dev/null
 needed="$(objdump -p "$work/cmake-consumer/consumer_shared" | awk '/NEEDED/ && /adam8bit/ {print $2}')"
-[ "$needed" = "libadam8bit.so" ] || fail "consumer records '$needed', not the soname"
+[ "$needed" = "$soname_want" ] || fail "consumer records '$needed', not the soname"
 if objdump -p "$work/cmake-consumer/consumer_static" | grep -q 'NEEDED.*adam8bit'; then
   fail "consumer_static depends on the shared library"
 fi

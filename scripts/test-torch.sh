@@ -24,6 +24,10 @@ nvcc="$(scripts/install-nvcc.sh)"
 cuda_inc="$(dirname "$(dirname "$nvcc")")/include"
 abi="$("$venv/bin/python" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')"
 cargo build --release --locked --lib
+# The library's soname carries the ABI version; the extension records it and loads it from
+# target/release through the rpath below.
+abi_so="libadam8bit.so.$(sed -n 's/^pub const BNB_ADAM8BIT_ABI_VERSION: u32 = \([0-9]*\);$/\1/p' src/ffi/types.rs)"
+ln -sf libadam8bit.so "target/release/$abi_so"
 out=target/torch
 mkdir -p "$out"
 g++ -std=c++20 -O2 -shared -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -Wall \
