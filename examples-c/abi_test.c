@@ -133,13 +133,16 @@ static void test_params_and_sizes(void) {
     }
 
     /* An older caller's smaller struct: the library fills only what it was given. */
-    unsigned char small[24];
-    memset(small, 0xCD, sizeof small);
-    EXPECT_OK(bnb_adam8bit_param_info(h, 0, (bnb_param_info_t *)(void *)small, 16));
+    union {
+        bnb_param_info_t info; /* for the alignment */
+        unsigned char bytes[sizeof(bnb_param_info_t)];
+    } small;
+    memset(&small, 0xCD, sizeof small);
+    EXPECT_OK(bnb_adam8bit_param_info(h, 0, &small.info, 16));
     uint64_t sz, numel0;
-    memcpy(&sz, small, sizeof sz);
-    memcpy(&numel0, small + 8, sizeof numel0);
-    EXPECT(sz == 16 && numel0 == 1 && small[16] == 0xCD && small[23] == 0xCD);
+    memcpy(&sz, small.bytes, sizeof sz);
+    memcpy(&numel0, small.bytes + 8, sizeof numel0);
+    EXPECT(sz == 16 && numel0 == 1 && small.bytes[16] == 0xCD && small.bytes[23] == 0xCD);
 
     /* The maps are the library's constant tables (sorted; the signed one has 0 at code 127 and
      * ends at 1, the unsigned one runs from 0 to 1), and writing one back unchanged is

@@ -293,7 +293,7 @@ static void struct_sizes(void) {
     /* Outputs need a plausible struct size: at least the struct_size field, at most 1 MiB. */
     MISUSE(INVALID, bnb_adam8bit_get_config(F.h, &c, 0));
     MISUSE(INVALID, bnb_adam8bit_config_preset(BNB_PRESET_ADAM8BIT, &c, 7));
-    MISUSE(INVALID, bnb_adam8bit_config_default(&c, (size_t)1 << 40));
+    MISUSE(INVALID, bnb_adam8bit_config_default(&c, ((size_t)1 << 20) + 1));
     bnb_param_options_t o;
     REQUIRE_OK(bnb_param_options_default(&o, sizeof o));
     o.struct_size = sizeof o - 8;

@@ -7,7 +7,8 @@
  * Conventions
  * - Every fallible function returns a bnb_status_t: BNB_OK (0) or a BNB_ERR_* code, whose
  *   values never change. On an error, bnb_last_error_message() says what was wrong; the call
- *   changed nothing (a rejected call leaves the handle exactly as it was). Two exceptions, on
+ *   changed nothing (a rejected call leaves the handle exactly as it was; the one output it
+ *   writes is bnb_adam8bit_serialize's *out_written, the size needed). Two exceptions, on
  *   CUDA handles only: a device failure during a load's copies, or between the launches of one
  *   step, can leave that load or step partly applied (BNB_ERR_CUDA; destroy the handle then).
  * - No function aborts the process or lets a Rust panic cross into C: an internal bug returns
@@ -16,7 +17,7 @@
  *   bnb_adam8bit_t; the caller owns parameters, gradients and every buffer it passes, and keeps
  *   them valid for the duration of the call (CPU) or until the stream reaches the step (CUDA).
  * - Sizes and element counts are 64-bit (the lengths of arrays passed in memory, such as
- *   bnb_adam8bit_step_many's count, are size_t). Parameters and gradients are flat arrays of numel
+ *   bnb_adam8bit_step_many's count, and struct sizes, which callers pass as sizeof, are size_t). Parameters and gradients are flat arrays of numel
  *   elements of one dtype (fp32, fp16 or bf16), aligned to that type.
  * - Threads: different handles may be used from different threads at the same time; calls on
  *   the same handle are serialised by a lock inside the handle. The CPU worker pool is shared
@@ -44,7 +45,7 @@
 // Library version (equal to the crate version in Cargo.toml; a test checks it).
 #define BNB_ADAM8BIT_VERSION_MAJOR 0
 
-#define BNB_ADAM8BIT_VERSION_MINOR 1
+#define BNB_ADAM8BIT_VERSION_MINOR 2
 
 #define BNB_ADAM8BIT_VERSION_PATCH 0
 
@@ -291,7 +292,8 @@ extern "C" {
 // temporary file beside it is written, fsynced and renamed over it, and the directory is
 // fsynced, so a crash leaves the previous checkpoint intact. Errors: `BNB_ERR_IO` (the file
 // system), `BNB_ERR_INVALID_ARGUMENT` (a path without a file name), `BNB_ERR_OUT_OF_MEMORY`
-// (the host copy of the state), `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
+// (the host copy of a CUDA handle's state; a CPU handle's state is written in place),
+// `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
 // header limit), `BNB_ERR_CUDA` (reading a CUDA handle's state).
 //
 // # Safety
@@ -324,7 +326,8 @@ bnb_status_t bnb_adam8bit_load(struct bnb_adam8bit_t *h, const char *path);
 bnb_status_t bnb_adam8bit_serialized_size(const struct bnb_adam8bit_t *h, uint64_t *out_bytes);
 
 // Writes the checkpoint (the bytes of the file `bnb_adam8bit_save` would write) into `buf`,
-// which holds `buf_bytes` bytes, and its length to `*out_written`. A buffer that is too small
+// which holds `buf_bytes` bytes, and its length to `*out_written`. `buf` must not be NULL
+// (`bnb_adam8bit_serialized_size` gives the size first). A buffer that is too small
 // is `BNB_ERR_INVALID_ARGUMENT`: nothing is written into it, and `*out_written` is the size
 // needed (which can differ from an earlier `bnb_adam8bit_serialized_size` if the handle
 // stepped meanwhile: the metadata holds the step counts and checksums).
@@ -562,8 +565,8 @@ bnb_status_t bnb_adam8bit_read_state(const struct bnb_adam8bit_t *h,
 // Overwrites state array `which` of parameter `id` from `src` (exactly `bytes` bytes). Lets a
 // trainer import state from elsewhere. The maps are fixed: writing `BNB_QMAP1`/`BNB_QMAP2`
 // succeeds only with the library's own table (`BNB_ERR_MISMATCH` otherwise). The arrays of
-// magnitudes (`ABSMAX1/2`, `MAX1/2`, `GNORM_VEC`, `UNORM_VEC`) may hold NaN or infinity but
-// no negative element (`BNB_ERR_INVALID_ARGUMENT`, nothing written).
+// magnitudes (`ABSMAX1/2`, `MAX1/2`, `GNORM_VEC`, `UNORM_VEC`) may hold NaN or +infinity
+// but no negative element, -infinity included (`BNB_ERR_INVALID_ARGUMENT`, nothing written).
 //
 // # Safety
 // `h` must be a live handle or NULL; `src` NULL or `bytes` readable bytes.

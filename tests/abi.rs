@@ -320,7 +320,7 @@ fn config_outputs_write_at_most_the_callers_struct_size() {
     // A size below the struct_size field itself, or implausibly large: nothing is written.
     let mut c = config_default();
     c.lr = 0.25;
-    for size in [0usize, 7, 1 << 40] {
+    for size in [0usize, 7, (1 << 20) + 1] {
         expect(
             unsafe { bnb_adam8bit_get_config(h.0, &mut c, size) },
             BNB_ERR_INVALID_ARGUMENT,
@@ -334,7 +334,12 @@ fn config_outputs_write_at_most_the_callers_struct_size() {
     ok(unsafe { bnb_adam8bit_param_info(h.0, id, raw.as_mut_ptr().cast(), end) });
     assert_eq!(u64::from_ne_bytes(raw[8..16].try_into().unwrap()), 10);
     assert!(raw[end..].iter().all(|&b| b == 0xAA));
-    assert_eq!(h.info(id).reserved, [0; 7]);
+    // The whole struct: the reserved tail is written as zeros, not left as it was.
+    let mut full = std::mem::MaybeUninit::<bnb_param_info_t>::uninit();
+    unsafe { std::ptr::write_bytes(full.as_mut_ptr(), 0xAA, 1) };
+    let size = std::mem::size_of::<bnb_param_info_t>();
+    ok(unsafe { bnb_adam8bit_param_info(h.0, id, full.as_mut_ptr(), size) });
+    assert_eq!(unsafe { full.assume_init() }.reserved, [0; 7]);
 }
 
 #[test]

@@ -42,6 +42,7 @@ bnb_state_kind_t kind_of(const std::string &name) {
 struct Optimizer : torch::CustomClassHolder {
   bnb_adam8bit_t *handle = nullptr;
   bool on_cuda = false;
+  int64_t cuda_index = 0;
   // What add_param registered, by id: a step with another size or dtype would overrun the
   // tensor's buffer (the library trusts the pointer it is given for numel elements).
   std::vector<std::pair<int64_t, at::ScalarType>> shapes;
@@ -60,6 +61,7 @@ struct Optimizer : torch::CustomClassHolder {
                               &handle),
           "create");
     on_cuda = cuda;
+    cuda_index = device_index;
   }
   ~Optimizer() override { bnb_adam8bit_destroy(handle); }
 
@@ -85,6 +87,8 @@ struct Optimizer : torch::CustomClassHolder {
                   shapes[ids[i]].second, "; got ", params[i].numel(), " of ", params[i].scalar_type());
       TORCH_CHECK(params[i].is_cuda() == on_cuda && grads[i].is_cuda() == on_cuda,
                   on_cuda ? "this optimizer steps CUDA tensors" : "this optimizer steps CPU tensors");
+      TORCH_CHECK(!on_cuda || (params[i].get_device() == cuda_index && grads[i].get_device() == cuda_index),
+                  "this optimizer's state is on cuda:", cuda_index);
       items[i].id = static_cast<uint32_t>(ids[i]);
       items[i].param = params[i].data_ptr();
       items[i].grad = grads[i].data_ptr();

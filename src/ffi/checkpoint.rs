@@ -37,7 +37,8 @@ unsafe fn c_path(p: *const c_char, name: &str) -> Result<PathBuf> {
 /// temporary file beside it is written, fsynced and renamed over it, and the directory is
 /// fsynced, so a crash leaves the previous checkpoint intact. Errors: `BNB_ERR_IO` (the file
 /// system), `BNB_ERR_INVALID_ARGUMENT` (a path without a file name), `BNB_ERR_OUT_OF_MEMORY`
-/// (the host copy of the state), `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
+/// (the host copy of a CUDA handle's state; a CPU handle's state is written in place),
+/// `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
 /// header limit), `BNB_ERR_CUDA` (reading a CUDA handle's state).
 ///
 /// # Safety
@@ -101,7 +102,8 @@ pub unsafe extern "C" fn bnb_adam8bit_serialized_size(
 }
 
 /// Writes the checkpoint (the bytes of the file `bnb_adam8bit_save` would write) into `buf`,
-/// which holds `buf_bytes` bytes, and its length to `*out_written`. A buffer that is too small
+/// which holds `buf_bytes` bytes, and its length to `*out_written`. `buf` must not be NULL
+/// (`bnb_adam8bit_serialized_size` gives the size first). A buffer that is too small
 /// is `BNB_ERR_INVALID_ARGUMENT`: nothing is written into it, and `*out_written` is the size
 /// needed (which can differ from an earlier `bnb_adam8bit_serialized_size` if the handle
 /// stepped meanwhile: the metadata holds the step counts and checksums).

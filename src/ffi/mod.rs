@@ -157,7 +157,7 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, name: &str) -> 
     let size = std::ptr::read_unaligned(ptr.cast::<u64>());
     let ours = std::mem::size_of::<T>() as u64;
     if size < ours {
-        invalid!("{name}.struct_size is {size}, expected {ours}; initialise it with its _default() function");
+        invalid!("{name}.struct_size is {size}, expected {ours}; fill it with its _default function, passing sizeof");
     }
     if size > MAX_STRUCT_SIZE as u64 {
         invalid!("{name}.struct_size {size} is implausible");

@@ -74,8 +74,8 @@ pub unsafe extern "C" fn bnb_adam8bit_read_state(
 /// Overwrites state array `which` of parameter `id` from `src` (exactly `bytes` bytes). Lets a
 /// trainer import state from elsewhere. The maps are fixed: writing `BNB_QMAP1`/`BNB_QMAP2`
 /// succeeds only with the library's own table (`BNB_ERR_MISMATCH` otherwise). The arrays of
-/// magnitudes (`ABSMAX1/2`, `MAX1/2`, `GNORM_VEC`, `UNORM_VEC`) may hold NaN or infinity but
-/// no negative element (`BNB_ERR_INVALID_ARGUMENT`, nothing written).
+/// magnitudes (`ABSMAX1/2`, `MAX1/2`, `GNORM_VEC`, `UNORM_VEC`) may hold NaN or +infinity
+/// but no negative element, -infinity included (`BNB_ERR_INVALID_ARGUMENT`, nothing written).
 ///
 /// # Safety
 /// `h` must be a live handle or NULL; `src` NULL or `bytes` readable bytes.

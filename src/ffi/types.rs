@@ -15,7 +15,7 @@ use crate::state::StateKind;
 pub const BNB_ADAM8BIT_ABI_VERSION: u32 = 3;
 /// Library version (equal to the crate version in Cargo.toml; a test checks it).
 pub const BNB_ADAM8BIT_VERSION_MAJOR: u32 = 0;
-pub const BNB_ADAM8BIT_VERSION_MINOR: u32 = 1;
+pub const BNB_ADAM8BIT_VERSION_MINOR: u32 = 2;
 pub const BNB_ADAM8BIT_VERSION_PATCH: u32 = 0;
 
 /// Result of every fallible call: `BNB_OK` (0) or one of the `BNB_ERR_*` codes. On an error,
