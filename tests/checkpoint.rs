@@ -174,6 +174,24 @@ fn files_are_deterministic_aligned_safetensors() {
     }
 }
 
+#[test]
+fn metadata_over_the_safetensors_header_limit_is_unsupported_and_writes_nothing() {
+    // About 400 bytes of header per one-element parameter: 260,000 of them pass 100 MB.
+    let h = Handle::new(&config_default());
+    for _ in 0..260_000 {
+        h.add(1, BNB_DTYPE_F32);
+    }
+    let dir = temp_dir("header-limit");
+    assert_eq!(h.save(&dir.join("opt.safetensors")), BNB_ERR_UNSUPPORTED);
+    assert!(message().contains("limit"), "{}", message());
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no file, no temporary"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Loads `bytes` into `h`, expects `status` and a message containing `needle`, and checks
 /// that `h` did not change.
 #[track_caller]
