@@ -22,8 +22,10 @@
  * - Threads: different handles may be used from different threads at the same time; calls on
  *   the same handle are serialised by a lock inside the handle. The CPU worker pool is shared
  *   by all handles (bnb_set_num_threads). Results never depend on the number of threads.
- *   After fork(), the child must not use the library: the worker threads (and any CUDA
- *   context) of the parent do not exist there.
+ *   A fork()ed child may go on using CPU handles: the parent's worker threads do not exist
+ *   there, so the library starts new ones (of the same count) on the child's first step. No
+ *   call into the library may be in progress in another thread at the fork (its locks would
+ *   stay held in the child), and CUDA handles cannot be used in the child.
  * - Streams: CPU handles take stream == NULL. On a CUDA handle, stream is a cudaStream_t /
  *   CUstream of the handle's device context (NULL = the legacy default stream); a step is
  *   enqueued on it and returns without synchronising the host. Calls that move state between

@@ -25,30 +25,44 @@ use kernels::Partial;
 /// scheduling, small enough to balance a step over a few large tensors.
 const CHUNK: usize = 64 * crate::config::BLOCKSIZE as usize;
 
-static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+/// The worker pool and the process that started it: a fork()ed child inherits the pool's
+/// memory but none of its threads.
+static POOL: RwLock<Option<(u32, Arc<rayon::ThreadPool>)>> = RwLock::new(None);
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+fn build_pool(threads: usize) -> Result<(u32, Arc<rayon::ThreadPool>)> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("adam8bit-{i}"))
         .build()
-        .map(Arc::new)
+        .map(|p| (std::process::id(), Arc::new(p)))
         .map_err(|e| Error::OutOfMemory(format!("cannot start {threads} worker threads: {e}")))
 }
 
 fn pool() -> Result<Arc<rayon::ThreadPool>> {
-    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return Ok(p.clone());
+    let pid = std::process::id();
+    if let Some((owner, p)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if *owner == pid {
+            return Ok(p.clone());
+        }
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if slot.is_none() {
-        *slot = Some(build_pool(default_threads())?);
+    match slot.take() {
+        Some((owner, p)) if owner == pid => *slot = Some((owner, p)),
+        Some((_, inherited)) => {
+            // In a fork()ed child: the pool's threads stayed in the parent, so work sent to it
+            // would wait forever. A new pool of the same size replaces it; the inherited one
+            // is leaked, because dropping it would signal threads that do not exist here.
+            let threads = inherited.current_num_threads();
+            std::mem::forget(inherited);
+            *slot = Some(build_pool(threads)?);
+        }
+        None => *slot = Some(build_pool(default_threads())?),
     }
-    Ok(slot.as_ref().expect("just set").clone())
+    Ok(slot.as_ref().expect("just set").1.clone())
 }
 
 /// Sets the worker count; 0 restores the default (the cores this process may use). Steps
@@ -60,7 +74,12 @@ pub fn set_num_threads(threads: u32) -> Result<()> {
         threads as usize
     };
     let new = build_pool(threads)?;
-    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(new);
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if let Some((owner, old)) = slot.replace(new) {
+        if owner != std::process::id() {
+            std::mem::forget(old); // a fork()ed child's inherited pool, as in `pool`
+        }
+    }
     Ok(())
 }
 
