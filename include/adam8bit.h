@@ -8,9 +8,11 @@
  * - Every fallible function returns a bnb_status_t: BNB_OK (0) or a BNB_ERR_* code, whose
  *   values never change. On an error, bnb_last_error_message() says what was wrong; the call
  *   changed nothing (a rejected call leaves the handle exactly as it was; the one output it
- *   writes is bnb_adam8bit_serialize's *out_written, the size needed). Two exceptions, on
- *   CUDA handles only: a device failure during a load's copies, or between the launches of one
- *   step, can leave that load or step partly applied (BNB_ERR_CUDA; destroy the handle then).
+ *   writes is bnb_adam8bit_serialize's *out_written, the size needed). Exceptions:
+ *   bnb_checkpoint_split writes one file per rank, so an I/O error part-way leaves the earlier
+ *   ranks' files; on CUDA handles, a device failure during a load's copies, or between the
+ *   launches of one step, can leave that load or step partly applied (BNB_ERR_CUDA; destroy
+ *   the handle then).
  * - No function aborts the process or lets a Rust panic cross into C: an internal bug returns
  *   BNB_ERR_PANIC.
  * - Ownership: the library owns every optimizer state allocation behind an opaque
