@@ -6,7 +6,7 @@
 //! arrays its path keeps with the right dtype and shape, every checksum, and the maps.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path as FsPath;
@@ -47,13 +47,13 @@ const MAX_HEADER_BYTES: usize = 100_000_000;
 pub struct Encoded<'c> {
     header: Vec<u8>,
     arrays: Vec<&'c [u8]>,
-    len: u64,
 }
 
 impl Encoded<'_> {
     /// The size of the file in bytes.
     pub fn file_len(&self) -> u64 {
-        self.len
+        let data: usize = self.arrays.iter().map(|a| a.len()).sum();
+        (self.header.len() + data) as u64
     }
 
     pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
@@ -111,7 +111,7 @@ pub fn encode<'c>(ck: &'c Checkpoint<'_>) -> Result<Encoded<'c>> {
         groups: ck.groups.clone(),
         params: entries,
     };
-    let metadata: BTreeMap<String, String> = manifest.to_metadata().into_iter().collect();
+    let metadata = manifest.to_metadata();
     // Stable: equal sizes keep parameter order, and each parameter's arrays come in key order.
     placed.sort_by_key(|&(size, ..)| std::cmp::Reverse(size));
 
@@ -143,7 +143,6 @@ pub fn encode<'c>(ck: &'c Checkpoint<'_>) -> Result<Encoded<'c>> {
     header.extend_from_slice(json.as_bytes());
     header.resize(8 + header_len, b' ');
     Ok(Encoded {
-        len: header.len() as u64 + offset,
         header,
         arrays: placed
             .into_iter()

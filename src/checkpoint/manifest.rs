@@ -77,7 +77,8 @@ fn header_crc<'a>(values: impl IntoIterator<Item = &'a str>) -> u32 {
 }
 
 impl Manifest {
-    pub fn to_metadata(&self) -> HashMap<String, String> {
+    /// The metadata, keys sorted (the writer's bytes depend only on the checkpoint).
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
         let c = &self.config;
         let config = json!({
             "lr": c.lr, "beta1": c.beta1, "beta2": c.beta2, "eps": c.eps,
@@ -101,7 +102,7 @@ impl Manifest {
             Value::from(params).to_string(),
         ];
         let crc = header_crc(covered.iter().map(String::as_str));
-        let mut meta: HashMap<String, String> =
+        let mut meta: BTreeMap<String, String> =
             COVERED.iter().map(|k| k.to_string()).zip(covered).collect();
         meta.insert("header_crc32".into(), format!("{crc:08x}"));
         meta

@@ -9,7 +9,8 @@ pub mod kernels;
 pub mod math;
 pub mod simd;
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once, RwLock};
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -25,44 +26,60 @@ use kernels::Partial;
 /// scheduling, small enough to balance a step over a few large tensors.
 const CHUNK: usize = 64 * crate::config::BLOCKSIZE as usize;
 
-/// The worker pool and the process that started it: a fork()ed child inherits the pool's
-/// memory but none of its threads.
-static POOL: RwLock<Option<(u32, Arc<rayon::ThreadPool>)>> = RwLock::new(None);
+/// The worker pool. A fork()ed child inherits its memory but none of its threads.
+static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+
+/// Set in a fork()ed child (by the `pthread_atfork` handler registered with the first pool),
+/// so a step checks one atomic instead of asking the kernel for its pid.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn mark_forked() {
+    FORKED.store(true, Ordering::Relaxed);
+}
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn build_pool(threads: usize) -> Result<(u32, Arc<rayon::ThreadPool>)> {
+fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    static AT_FORK: Once = Once::new();
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    AT_FORK.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(mark_forked));
+    });
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("adam8bit-{i}"))
         .build()
-        .map(|p| (std::process::id(), Arc::new(p)))
+        .map(Arc::new)
         .map_err(|e| Error::OutOfMemory(format!("cannot start {threads} worker threads: {e}")))
 }
 
+/// In a fork()ed child, takes the inherited pool out of `slot` and leaks it: its threads stayed
+/// in the parent, so work sent to it would wait forever, and dropping it would signal threads
+/// that do not exist here. Returns its size, for the pool that replaces it.
+fn discard_inherited(slot: &mut Option<Arc<rayon::ThreadPool>>) -> Option<usize> {
+    if !FORKED.swap(false, Ordering::Relaxed) {
+        return None;
+    }
+    let inherited = slot.take()?;
+    let threads = inherited.current_num_threads();
+    std::mem::forget(inherited);
+    Some(threads)
+}
+
 fn pool() -> Result<Arc<rayon::ThreadPool>> {
-    let pid = std::process::id();
-    if let Some((owner, p)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        if *owner == pid {
+    if !FORKED.load(Ordering::Relaxed) {
+        if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             return Ok(p.clone());
         }
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    match slot.take() {
-        Some((owner, p)) if owner == pid => *slot = Some((owner, p)),
-        Some((_, inherited)) => {
-            // In a fork()ed child: the pool's threads stayed in the parent, so work sent to it
-            // would wait forever. A new pool of the same size replaces it; the inherited one
-            // is leaked, because dropping it would signal threads that do not exist here.
-            let threads = inherited.current_num_threads();
-            std::mem::forget(inherited);
-            *slot = Some(build_pool(threads)?);
-        }
-        None => *slot = Some(build_pool(default_threads())?),
+    let inherited = discard_inherited(&mut slot);
+    if slot.is_none() {
+        *slot = Some(build_pool(inherited.unwrap_or_else(default_threads))?);
     }
-    Ok(slot.as_ref().expect("just set").1.clone())
+    Ok(slot.as_ref().expect("just set").clone())
 }
 
 /// Sets the worker count; 0 restores the default (the cores this process may use). Steps
@@ -75,11 +92,8 @@ pub fn set_num_threads(threads: u32) -> Result<()> {
     };
     let new = build_pool(threads)?;
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if let Some((owner, old)) = slot.replace(new) {
-        if owner != std::process::id() {
-            std::mem::forget(old); // a fork()ed child's inherited pool, as in `pool`
-        }
-    }
+    discard_inherited(&mut slot);
+    *slot = Some(new);
     Ok(())
 }
 

@@ -11,26 +11,22 @@ use adam8bit::ffi::params::*;
 use adam8bit::ffi::state::*;
 use adam8bit::ffi::types::*;
 
-/// `bnb_adam8bit_config_default` into a struct of this header's size.
-pub fn config_default() -> bnb_adam8bit_config_t {
-    let mut c = std::mem::MaybeUninit::<bnb_adam8bit_config_t>::uninit();
-    let size = std::mem::size_of::<bnb_adam8bit_config_t>();
-    // SAFETY: `c` has `size` writable bytes; on BNB_OK every byte was written.
+/// A versioned struct of this header's size, as its `_default` function `fill` writes it.
+fn filled<T>(fill: unsafe extern "C" fn(*mut T, usize) -> bnb_status_t) -> T {
+    let mut v = std::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: `v` has size_of::<T>() writable bytes; on BNB_OK every byte was written.
     unsafe {
-        ok(bnb_adam8bit_config_default(c.as_mut_ptr(), size));
-        c.assume_init()
+        ok(fill(v.as_mut_ptr(), std::mem::size_of::<T>()));
+        v.assume_init()
     }
 }
 
-/// `bnb_param_options_default` into a struct of this header's size.
+pub fn config_default() -> bnb_adam8bit_config_t {
+    filled(bnb_adam8bit_config_default)
+}
+
 pub fn param_options_default() -> bnb_param_options_t {
-    let mut o = std::mem::MaybeUninit::<bnb_param_options_t>::uninit();
-    let size = std::mem::size_of::<bnb_param_options_t>();
-    // SAFETY: as in `config_default`.
-    unsafe {
-        ok(bnb_param_options_default(o.as_mut_ptr(), size));
-        o.assume_init()
-    }
+    filled(bnb_param_options_default)
 }
 
 pub fn data_dir() -> PathBuf {
