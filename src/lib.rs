@@ -43,6 +43,9 @@ pub mod qmap;
 #[doc(hidden)]
 pub mod rng;
 /// cbindgen:ignore
+#[doc(hidden)]
+pub mod rule3;
+/// cbindgen:ignore
 pub mod scalars;
 /// cbindgen:ignore
 pub mod state;

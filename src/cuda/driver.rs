@@ -16,6 +16,11 @@ static FATBIN: Option<&[u8]> = Some(include_bytes!(env!("ADAM8BIT_FATBIN")));
 #[cfg(not(adam8bit_cuda))]
 static FATBIN: Option<&[u8]> = None;
 
+/// Whether this build embeds the kernels (it was built with nvcc).
+pub fn kernels_embedded() -> bool {
+    FATBIN.is_some()
+}
+
 /// Maps a driver error to the crate's: out of memory, no device, or a plain CUDA error.
 pub fn cu(what: &str) -> impl Fn(DriverError) -> Error + '_ {
     move |e: DriverError| {

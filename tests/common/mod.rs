@@ -300,3 +300,5 @@ impl Drop for Handle {
 pub use adam8bit::rng::Rng;
 
 pub mod checkpoint;
+pub mod device;
+pub mod emulator;
