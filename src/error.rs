@@ -23,6 +23,11 @@ pub enum Error {
     NoDevice(String),
     #[error("{0}")]
     Cuda(String),
+    /// A CUDA failure after which the device state is unknown: a sticky context error (an
+    /// illegal address, a failed launch), or a step that failed after part of it was
+    /// enqueued. The optimizer turns it into `Cuda` and refuses further device work.
+    #[error("{0}")]
+    DeviceLost(String),
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -40,7 +45,7 @@ impl Error {
             Error::Unsupported(_) => BNB_ERR_UNSUPPORTED,
             Error::OutOfMemory(_) => BNB_ERR_OUT_OF_MEMORY,
             Error::NoDevice(_) => BNB_ERR_NO_DEVICE,
-            Error::Cuda(_) => BNB_ERR_CUDA,
+            Error::Cuda(_) | Error::DeviceLost(_) => BNB_ERR_CUDA,
             Error::Io(_) => BNB_ERR_IO,
             Error::Corrupt(_) => BNB_ERR_CORRUPT,
             Error::Mismatch(_) => BNB_ERR_MISMATCH,

@@ -90,6 +90,9 @@ pub struct Optimizer {
     cuda: Option<cuda::Backend>,
     /// Buffers a step reuses, so that repeated steps allocate nothing.
     scratch: StepScratch,
+    /// Why this CUDA handle's device state can no longer be trusted, once it cannot: from then
+    /// on every call that touches the device fails with this message (docs/cuda.md, "Faults").
+    device_lost: std::cell::OnceCell<String>,
 }
 
 impl Drop for Optimizer {
@@ -128,6 +131,7 @@ impl Optimizer {
             group_lr: BTreeMap::new(),
             cuda,
             scratch: StepScratch::default(),
+            device_lost: std::cell::OnceCell::new(),
         })
     }
 
@@ -170,7 +174,11 @@ impl Optimizer {
         let (clips, unorm) = (self.cfg.clips_percentile(), self.cfg.max_unorm > 0.0);
         let state = match &self.cuda {
             None => Storage::Host(HostState::new(path, numel, clips, unorm)?),
-            Some(c) => Storage::Device(c.alloc(path, numel, clips, unorm, self.cfg.is_paged)?),
+            Some(c) => {
+                self.device_usable()?;
+                let alloc = c.alloc(path, numel, clips, unorm, self.cfg.is_paged);
+                Storage::Device(self.on_device(alloc)?)
+            }
         };
         let lr = self.group_lr.get(&ov.group).copied().unwrap_or(self.cfg.lr);
         self.group_lr.insert(ov.group, lr);
@@ -259,8 +267,8 @@ impl Optimizer {
         let p = self.param(id)?;
         let (nonfinite, gnorm_scale, paged) = match (&p.state, &self.cuda) {
             (Storage::Device(d), Some(c)) => {
-                c.ctx.synchronize()?;
-                let aux = d.read_aux()?;
+                self.device_usable()?;
+                let aux = self.on_device(c.ctx.synchronize().and_then(|()| d.read_aux()))?;
                 (aux.nonfinite, aux.gnorm_scale, d.paged)
             }
             _ => (p.nonfinite, p.gnorm_scale, false),
@@ -313,8 +321,8 @@ impl Optimizer {
         match &self.param(id)?.state {
             Storage::Host(h) => h.read(kind, dst),
             Storage::Device(d) => {
-                self.sync_device()?;
-                d.read(kind, dst)
+                self.device_usable()?;
+                self.on_device(self.sync_device().and_then(|()| d.read(kind, dst)))
             }
         }
     }
@@ -337,19 +345,52 @@ impl Optimizer {
                 kind.name()
             );
         }
-        self.sync_device()?;
-        match &mut self.param_mut(id)?.state {
-            Storage::Host(h) => h.write(kind, src)?,
-            Storage::Device(d) => d.write(kind, src)?,
+        if self.cuda.is_none() {
+            return match &mut self.param_mut(id)?.state {
+                Storage::Host(h) => h.write(kind, src),
+                Storage::Device(_) => Err(Error::Panic("a CPU handle holds device state".into())),
+            };
         }
+        self.device_usable()?;
+        let written = self
+            .sync_device()
+            .and_then(|()| match &mut self.params[id as usize].state {
+                Storage::Device(d) => d.write(kind, src),
+                Storage::Host(_) => Err(Error::Panic("a CUDA handle holds host state".into())),
+            });
         // A copy from pageable host memory may return before the device has it; the next step
         // may be enqueued on a stream that does not wait for the copy's.
-        self.sync_device()
+        let done = written.and_then(|()| self.sync_device());
+        self.on_device(done)
     }
 
     /// Waits for the device of a CUDA handle (state copies must not race a queued step).
     fn sync_device(&self) -> Result<()> {
         self.cuda.as_ref().map_or(Ok(()), |c| c.ctx.synchronize())
+    }
+
+    /// Refuses device work once the device state is lost.
+    fn device_usable(&self) -> Result<()> {
+        match self.device_lost.get() {
+            Some(why) => Err(Error::Cuda(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Passes `r` on, recording a failure that lost the device state (a sticky context
+    /// error, a step failed half way) so that later calls refuse instead of using it.
+    fn on_device<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(Error::DeviceLost(m)) => {
+                let why = format!(
+                    "{m}; this CUDA handle's device state is lost: destroy the handle and load \
+                     a checkpoint into a new one"
+                );
+                let _ = self.device_lost.set(why.clone());
+                Err(Error::Cuda(why))
+            }
+            r => r,
+        }
     }
 
     fn check_state_len(&self, id: u32, kind: StateKind, len: usize) -> Result<()> {
@@ -453,9 +494,10 @@ impl Optimizer {
                 skip_zeros: cfg.skip_zeros,
             });
         }
+        self.device_usable()?;
         // SAFETY: check_items verified non-null, aligned, non-overlapping buffers; that they are
         // device-accessible and hold numel elements is the caller's contract (see the header).
-        unsafe { backend.step(&jobs, stream)? };
+        self.on_device(unsafe { backend.step(&jobs, stream) })?;
         for it in items {
             self.params[it.id as usize].step += 1;
         }

@@ -95,6 +95,7 @@ fn field(kind: bnb_state_kind_t, n: u64, bytes: usize) -> Field {
 
 /// A CPU handle and a CUDA handle with the same parameters, stepped with the same inputs.
 struct Pair {
+    cfg: bnb_adam8bit_config_t,
     cpu: Handle,
     gpu: Handle,
     specs: Vec<Spec>,
@@ -116,13 +117,20 @@ impl Pair {
         let mut params = Vec::new();
         let mut dev = Vec::new();
         for s in &specs {
-            assert_eq!(cpu.add_ex(s.n, s.dtype, &s.opts), gpu.add_ex(s.n, s.dtype, &s.opts));
+            assert_eq!(
+                cpu.add_ex(s.n, s.dtype, &s.opts),
+                gpu.add_ex(s.n, s.dtype, &s.opts)
+            );
             let p = random_elems(&mut rng, s.n as usize, s.dtype, 1.0);
-            dev.push(DevBuf::from(&p, if s.aligned { 0 } else { elem_size(s.dtype) }));
+            dev.push(DevBuf::from(
+                &p,
+                if s.aligned { 0 } else { elem_size(s.dtype) },
+            ));
             params.push(p);
         }
         let bounded = cfg.percentile_clipping < 100 || cfg.max_unorm > 0.0;
         Pair {
+            cfg: *cfg,
             cpu,
             gpu,
             specs,
@@ -165,7 +173,12 @@ impl Pair {
             });
         }
         ok(unsafe {
-            bnb_adam8bit_step_many(self.cpu.0, items.as_ptr(), items.len(), std::ptr::null_mut())
+            bnb_adam8bit_step_many(
+                self.cpu.0,
+                items.as_ptr(),
+                items.len(),
+                std::ptr::null_mut(),
+            )
         });
         let dev_items: Vec<(u32, &DevBuf, &DevBuf)> = ids
             .iter()
@@ -197,8 +210,13 @@ impl Pair {
             };
             let got = self.dev[id as usize].read();
             let width = elem_size(s.dtype);
-            rule3::check(Field::Floats { width }, &got, &self.params[id as usize], self.bounded)
-                .unwrap_or_else(|e| panic!("{}: {e}", what("params")));
+            rule3::check(
+                Field::Floats { width },
+                &got,
+                &self.params[id as usize],
+                self.bounded,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", what("params")));
             digest.add(&got);
             for &kind in KINDS.iter() {
                 assert_eq!(self.cpu.has(id, kind), self.gpu.has(id, kind));
@@ -212,8 +230,22 @@ impl Pair {
             }
             let (a, b) = (self.cpu.info(id), self.gpu.info(id));
             assert_eq!(
-                (a.step, a.nonfinite_count, a.numel, a.path, a.state_bytes, a.lr),
-                (b.step, b.nonfinite_count, b.numel, b.path, b.state_bytes, b.lr),
+                (
+                    a.step,
+                    a.nonfinite_count,
+                    a.numel,
+                    a.path,
+                    a.state_bytes,
+                    a.lr
+                ),
+                (
+                    b.step,
+                    b.nonfinite_count,
+                    b.numel,
+                    b.path,
+                    b.state_bytes,
+                    b.lr
+                ),
                 "{}",
                 what("param_info")
             );
@@ -227,6 +259,32 @@ impl Pair {
             digest.add(&b.gnorm_scale.to_le_bytes());
             digest.add(&b.nonfinite_count.to_le_bytes());
         }
+    }
+
+    /// A fresh handle on `device` with this pair's parameters.
+    fn empty(&self, device: bnb_device_t) -> Handle {
+        let h = if device == BNB_DEVICE_CUDA {
+            Handle::new_cuda(&self.cfg)
+        } else {
+            Handle::new(&self.cfg)
+        };
+        for s in &self.specs {
+            h.add_ex(s.n, s.dtype, &s.opts);
+        }
+        h
+    }
+
+    /// Each run goes on from the other backend's checkpoint: the CPU run from the CUDA
+    /// handle's (in memory), the CUDA run from the CPU handle's (through a file).
+    fn cross_load(&mut self, dir: &std::path::Path) {
+        let cpu = self.empty(BNB_DEVICE_CPU);
+        ok(cpu.deserialize(&self.gpu.serialize()));
+        let gpu = self.empty(BNB_DEVICE_CUDA);
+        let file = dir.join("cpu.safetensors");
+        ok(self.cpu.save(&file));
+        ok(gpu.load(&file));
+        self.cpu = cpu;
+        self.gpu = gpu;
     }
 
     /// After a bounded comparison, the CUDA handle continues from the CPU's exact state, so
@@ -276,5 +334,471 @@ fn blockwise_every_dtype_and_edge_size() {
             specs.push(spec((1 << 20) + 3, BNB_DTYPE_BF16, false));
         }
         run_pair(cfg, specs, 3, 1, d);
+    });
+}
+
+#[test]
+fn non_blockwise_every_dtype_and_edge_size() {
+    on_emulator("non_blockwise_every_dtype_and_edge_size", |d| {
+        let cfg = config(|c| {
+            c.min_8bit_size = 1;
+            c.block_wise = false;
+            c.weight_decay = 0.01;
+        });
+        run_pair(cfg, edge_specs(), 3, 2, d);
+    });
+}
+
+#[test]
+fn fp32_state_every_dtype_and_edge_size_with_and_without_skip_zeros() {
+    on_emulator(
+        "fp32_state_every_dtype_and_edge_size_with_and_without_skip_zeros",
+        |d| {
+            for skip_zeros in [false, true] {
+                let cfg = config(|c| {
+                    c.min_8bit_size = u64::MAX;
+                    c.skip_zeros = skip_zeros;
+                    c.weight_decay = 0.01;
+                });
+                run_pair(cfg, edge_specs(), 3, 3, d);
+            }
+        },
+    );
+}
+
+#[test]
+fn max_unorm_on_the_non_blockwise_and_fp32_paths() {
+    on_emulator("max_unorm_on_the_non_blockwise_and_fp32_paths", |d| {
+        for skip_zeros in [false, true] {
+            let cfg = config(|c| {
+                c.min_8bit_size = 4096;
+                c.block_wise = false;
+                c.max_unorm = 0.01;
+                c.skip_zeros = skip_zeros;
+            });
+            // Below min_8bit_size: fp32 state; from it on: non-blockwise 8-bit.
+            run_pair(cfg, edge_specs(), 3, 4, d);
+        }
+    });
+}
+
+#[test]
+fn percentile_clipping_on_every_path() {
+    on_emulator("percentile_clipping_on_every_path", |d| {
+        for block_wise in [true, false] {
+            let cfg = config(|c| {
+                c.min_8bit_size = 4096;
+                c.block_wise = block_wise;
+                c.percentile_clipping = 5;
+                c.weight_decay = 0.01;
+            });
+            run_pair(cfg, edge_specs(), 4, 5, d);
+        }
+    });
+}
+
+/// More tensors than one launch takes (128), of mixed paths, dtypes, groups and overrides,
+/// some of them not stepped every time, with the learning rates changed between steps.
+#[test]
+fn step_many_over_more_than_128_tensors_with_lr_changes() {
+    on_emulator(
+        "step_many_over_more_than_128_tensors_with_lr_changes",
+        |d| {
+            let mut rng = Rng(77);
+            let count = if small() { 140 } else { 300 };
+            let specs: Vec<Spec> = (0..count)
+                .map(|i| {
+                    let n = 1 + rng.next_u64() % if i % 10 == 0 { 20_000 } else { 6000 };
+                    let mut s = spec(n, DTYPES[i % 3], i % 4 != 1);
+                    match i % 5 {
+                        1 => s = fp32_state(s),
+                        2 => {
+                            s.opts.flags |= BNB_OPT_LR_SCALE | BNB_OPT_BETA1;
+                            s.opts.lr_scale = 0.25;
+                            s.opts.beta1 = 0.8;
+                            s.opts.group = 1;
+                        }
+                        3 => {
+                            s.opts.flags |= BNB_OPT_MIN_8BIT_SIZE | BNB_OPT_WEIGHT_DECAY;
+                            s.opts.min_8bit_size = 1;
+                            s.opts.weight_decay = 0.1;
+                            s.opts.group = 2;
+                        }
+                        _ => {}
+                    }
+                    s
+                })
+                .collect();
+            let mut pair = Pair::new(&config(|c| c.weight_decay = 0.01), specs, 6);
+            pair.step(d);
+            for h in [&pair.cpu, &pair.gpu] {
+                ok(unsafe { bnb_adam8bit_set_lr(h.0, 3e-4) });
+                ok(unsafe { bnb_adam8bit_set_group_lr(h.0, 2, 1e-2) });
+            }
+            pair.step(d);
+            let every_third: Vec<u32> = (0..count as u32).filter(|i| i % 3 == 0).collect();
+            pair.step_ids(&every_third, d);
+            for h in [&pair.cpu, &pair.gpu] {
+                ok(unsafe { bnb_adam8bit_set_group_lr(h.0, 1, 5e-3) });
+            }
+            pair.step(d);
+        },
+    );
+}
+
+/// Paged tensors (managed memory from 100000 elements on) next to plain ones, with and
+/// without the device's concurrent managed access (which the prefetch needs).
+#[test]
+fn paged_states() {
+    for concurrent in ["1", "0"] {
+        on_emulator_with(
+            "paged_states",
+            &[("CUEMU_CONCURRENT_MANAGED", concurrent)],
+            |d| {
+                let cfg = config(|c| c.is_paged = true);
+                let n = if small() { 100_000 } else { 250_001 };
+                let specs = vec![
+                    spec(n, BNB_DTYPE_F32, true),
+                    spec(n, BNB_DTYPE_BF16, false),
+                    spec(5000, BNB_DTYPE_F16, true),
+                    fp32_state(spec(n, BNB_DTYPE_F32, true)),
+                ];
+                let mut pair = Pair::new(&cfg, specs, 8);
+                let paged: Vec<bool> = (0..4).map(|id| pair.gpu.info(id).paged).collect();
+                assert_eq!(paged, [true, true, false, true], "numel >= 100000 is paged");
+                assert!(
+                    (0..4).all(|id| !pair.cpu.info(id).paged),
+                    "CPU states are never paged"
+                );
+                let emu = Emulator::get();
+                emu.reset_counters();
+                pair.step(d);
+                pair.step(d);
+                let prefetched = emu.counter("prefetches");
+                let want = if std::env::var("CUEMU_CONCURRENT_MANAGED").as_deref() == Ok("0") {
+                    0
+                } else {
+                    2 * 3 * 2 // two steps, three paged tensors, state1 and state2
+                };
+                assert_eq!(prefetched, want, "prefetches");
+            },
+        );
+    }
+}
+
+/// Rule 15: a step enqueues its work and returns; it never waits for the device. And it makes
+/// the launches docs/cuda.md lists: per path and per 128 tensors, one accumulator reset, the
+/// clipping norm and its finalize, the reduction and its finalize where the path has one,
+/// and one update.
+#[test]
+fn a_step_never_synchronises_the_host_and_makes_the_documented_launches() {
+    on_emulator(
+        "a_step_never_synchronises_the_host_and_makes_the_documented_launches",
+        |d| {
+            for (clip, block_wise, unorm) in [(100, true, 0.0), (5, true, 0.0), (100, false, 0.01)]
+            {
+                let cfg = config(|c| {
+                    c.percentile_clipping = clip;
+                    c.block_wise = block_wise;
+                    c.max_unorm = unorm;
+                });
+                // 130 8-bit tensors (two launches' worth) and 3 fp32-state ones.
+                let mut specs: Vec<Spec> =
+                    (0..130).map(|_| spec(4096, BNB_DTYPE_BF16, true)).collect();
+                specs.extend((0..3).map(|_| spec(300, BNB_DTYPE_F32, true)));
+                let mut pair = Pair::new(&cfg, specs, 9);
+                let emu = Emulator::get();
+                let grads: Vec<DevBuf> = pair
+                    .specs
+                    .iter()
+                    .map(|s| DevBuf::from(&gradient(&mut pair.rng, s.n as usize, s.dtype), 0))
+                    .collect();
+                synchronize();
+                emu.reset_counters();
+                let items: Vec<(u32, &DevBuf, &DevBuf)> = (0..pair.specs.len())
+                    .map(|i| (i as u32, &pair.dev[i], &grads[i]))
+                    .collect();
+                ok(pair.gpu.step_device(&items, pair.stream));
+                assert_eq!(emu.counter("host_syncs"), 0, "a step waited for the device");
+                assert!(
+                    emu.counter("pending") > 0,
+                    "the step's work is still queued"
+                );
+                let batches_8bit = 2;
+                let batches_fp32 = 1;
+                let per_batch_8bit =
+                    1 + if clip < 100 { 2 } else { 0 } + if block_wise { 1 } else { 3 };
+                let per_batch_fp32 =
+                    1 + if clip < 100 { 2 } else { 0 } + if unorm > 0.0 { 3 } else { 1 };
+                assert_eq!(
+                    emu.counter("launches"),
+                    batches_8bit * per_batch_8bit + batches_fp32 * per_batch_fp32,
+                    "launches for clip {clip}, block_wise {block_wise}, max_unorm {unorm}"
+                );
+                synchronize();
+                d.add(&pair.dev[0].read());
+            }
+        },
+    );
+}
+
+/// Issue 5's missing item: a CPU handle's checkpoint loads into a CUDA handle and the two go
+/// on bit for bit, and the other way round; state reads and writes on CUDA handles.
+#[test]
+fn checkpoints_cross_between_backends_mid_run() {
+    on_emulator("checkpoints_cross_between_backends_mid_run", |d| {
+        let dir = temp_dir("cuemu-cross");
+        let mut specs = vec![
+            spec(5000, BNB_DTYPE_BF16, true),
+            spec(300, BNB_DTYPE_F32, false),
+            spec(4100, BNB_DTYPE_F16, true),
+            fp32_state(spec(4500, BNB_DTYPE_F32, true)),
+        ];
+        specs[2].opts.flags |= BNB_OPT_LR_SCALE;
+        specs[2].opts.lr_scale = 0.5;
+        specs[2].opts.group = 1;
+        for block_wise in [true, false] {
+            let mut pair = Pair::new(&config(|c| c.block_wise = block_wise), specs.clone(), 10);
+            pair.step(d);
+            pair.step(d);
+            pair.cross_load(&dir);
+            pair.compare(d);
+            pair.step(d);
+            pair.step(d);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// write_state then read_state on a CUDA handle returns what was written, for every array
+/// of every path; a rejected write changes nothing.
+#[test]
+fn state_reads_and_writes_on_a_cuda_handle() {
+    on_emulator("state_reads_and_writes_on_a_cuda_handle", |d| {
+        let cfg = config(|c| {
+            c.block_wise = false;
+            c.percentile_clipping = 5;
+            c.max_unorm = 0.01;
+        });
+        let specs = vec![
+            spec(5000, BNB_DTYPE_F32, true),
+            spec(700, BNB_DTYPE_BF16, true),
+        ];
+        let mut pair = Pair::new(&cfg, specs.clone(), 11);
+        pair.step(d);
+        let blockwise = Pair::new(&config(|_| {}), vec![spec(5000, BNB_DTYPE_F16, true)], 12);
+        let mut rng = Rng(13);
+        for h in [&pair.gpu, &blockwise.gpu] {
+            for id in 0..h.num_params() {
+                for &kind in KINDS.iter().filter(|&&k| h.has(id, k)) {
+                    let before = h.read(id, kind);
+                    if kind == BNB_QMAP1 || kind == BNB_QMAP2 {
+                        h.write(id, kind, &before);
+                        continue;
+                    }
+                    let codes = kind <= BNB_STATE2 && h.info(id).path != BNB_PATH_FP32;
+                    // Random codes, or floats in [0, 1): magnitudes are never negative, and
+                    // write_state refuses negative ones.
+                    let new: Vec<u8> = if codes {
+                        (0..before.len()).map(|_| rng.next_u64() as u8).collect()
+                    } else {
+                        (0..before.len() / 4)
+                            .flat_map(|_| rng.uniform().to_le_bytes())
+                            .collect()
+                    };
+                    h.write(id, kind, &new);
+                    assert_eq!(h.read(id, kind), new, "kind {kind} of parameter {id}");
+                    let short = &new[..new.len() - 1];
+                    let status = unsafe {
+                        adam8bit::ffi::state::bnb_adam8bit_write_state(
+                            h.0,
+                            id,
+                            kind,
+                            short.as_ptr().cast(),
+                            short.len() as u64,
+                        )
+                    };
+                    assert_eq!(status, BNB_ERR_INVALID_ARGUMENT);
+                    assert_eq!(
+                        h.read(id, kind),
+                        new,
+                        "a rejected write changed kind {kind}"
+                    );
+                    d.add(&new);
+                }
+            }
+        }
+    });
+}
+
+// ---- driver faults (each test is its own process: a sticky error ends its context) ----
+
+const CUDA_ERROR_OUT_OF_MEMORY: i32 = 2;
+const CUDA_ERROR_ILLEGAL_ADDRESS: i32 = 700;
+const CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: i32 = 701;
+
+/// The handle's device memory: the emulator's live allocations beyond the test's own.
+fn live_allocations() -> u64 {
+    Emulator::get().counter("live_allocations")
+}
+
+fn status_of(f: impl FnOnce() -> bnb_status_t) -> (bnb_status_t, String) {
+    let s = f();
+    (s, message())
+}
+
+/// An allocation that fails at add_param is BNB_ERR_OUT_OF_MEMORY and changes nothing: no
+/// parameter is added, no device memory is left behind, and the handle goes on stepping.
+#[test]
+fn out_of_memory_at_add_param_changes_nothing() {
+    on_emulator("out_of_memory_at_add_param_changes_nothing", |d| {
+        let emu = Emulator::get();
+        for (entry, paged) in [("cuMemAlloc_v2", false), ("cuMemAllocManaged", true)] {
+            let cfg = config(|c| c.is_paged = paged);
+            let mut pair = Pair::new(&cfg, vec![spec(200_000, BNB_DTYPE_F32, true)], 14);
+            pair.step(d);
+            let before = (live_allocations(), pair.gpu.num_params());
+            // The second allocation of the parameter's state fails (the first succeeded).
+            emu.fail_call(entry, 2, CUDA_ERROR_OUT_OF_MEMORY);
+            let mut id = 0;
+            let (s, m) = status_of(|| unsafe {
+                bnb_adam8bit_add_param(pair.gpu.0, 200_000, BNB_DTYPE_F32, &mut id)
+            });
+            assert_eq!(s, BNB_ERR_OUT_OF_MEMORY, "{m}");
+            assert!(m.contains(entry) || m.contains("memory"), "{m}");
+            assert_eq!(
+                (live_allocations(), pair.gpu.num_params()),
+                before,
+                "{entry}: a leak"
+            );
+            pair.step(d);
+        }
+    });
+}
+
+/// A launch that fails when it is enqueued: at the first launch of a step the step changed
+/// nothing and the handle goes on; later in the step the handle's device state is lost, and
+/// says so from then on; destroying it frees everything.
+#[test]
+fn a_launch_failing_mid_step_loses_the_device_state() {
+    on_emulator("a_launch_failing_mid_step_loses_the_device_state", |d| {
+        let emu = Emulator::get();
+        let dir = temp_dir("cuemu-launch-fault");
+        let specs = vec![
+            spec(5000, BNB_DTYPE_F32, true),
+            spec(300, BNB_DTYPE_BF16, true),
+        ];
+        let baseline = live_allocations();
+        {
+            let mut pair = Pair::new(&config(|_| {}), specs.clone(), 15);
+            pair.step(d);
+            let grads: Vec<DevBuf> = specs
+                .iter()
+                .map(|s| DevBuf::from(&gradient(&mut Rng(1), s.n as usize, s.dtype), 0))
+                .collect();
+            emu.fail_call("cuLaunchKernel", 1, CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES);
+            {
+                let dev: Vec<(u32, &DevBuf, &DevBuf)> = (0..2)
+                    .map(|i| (i as u32, &pair.dev[i], &grads[i]))
+                    .collect();
+                let (s, m) = status_of(|| pair.gpu.step_device(&dev, pair.stream));
+                assert_eq!(s, BNB_ERR_CUDA, "{m}");
+                assert!(m.contains("cuLaunchKernel"), "{m}");
+            }
+            // Nothing was enqueued: the step did not happen, and the next one is exact.
+            assert_eq!(pair.gpu.info(0).step, 1);
+            pair.step(d);
+
+            let dev: Vec<(u32, &DevBuf, &DevBuf)> = (0..2)
+                .map(|i| (i as u32, &pair.dev[i], &grads[i]))
+                .collect();
+            emu.fail_call("cuLaunchKernel", 3, CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES);
+            let (s, m) = status_of(|| pair.gpu.step_device(&dev, pair.stream));
+            assert_eq!(s, BNB_ERR_CUDA, "{m}");
+            assert!(m.contains("device state is lost"), "{m}");
+            let mut info: bnb_param_info_t = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<bnb_param_info_t>();
+            for (what, s) in [
+                ("param_info", unsafe {
+                    bnb_adam8bit_param_info(pair.gpu.0, 0, &mut info, size)
+                }),
+                ("step", pair.gpu.step_device(&dev, pair.stream)),
+                ("save", pair.gpu.save(&dir.join("lost.safetensors"))),
+            ] {
+                assert_eq!(s, BNB_ERR_CUDA, "{what} on a lost handle");
+                assert!(
+                    message().contains("device state is lost"),
+                    "{what}: {}",
+                    message()
+                );
+            }
+            assert!(
+                !dir.join("lost.safetensors").exists(),
+                "save of a lost handle wrote a file"
+            );
+        }
+        assert_eq!(
+            live_allocations(),
+            baseline,
+            "destroying the lost handle freed everything"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// A kernel that faults while it runs (an illegal address) surfaces at a later call, as on a
+/// GPU: the step itself returned BNB_OK (its host step counter advanced), the next call that
+/// waits for the device returns BNB_ERR_CUDA, and the handle refuses device work from then
+/// on. A save leaves the previous checkpoint untouched; destroy frees the host side, and the
+/// device memory goes with the context when its last user releases it.
+#[test]
+fn a_sticky_illegal_address_poisons_the_handle() {
+    on_emulator("a_sticky_illegal_address_poisons_the_handle", |d| {
+        let emu = Emulator::get();
+        let dir = temp_dir("cuemu-sticky");
+        let file = dir.join("good.safetensors");
+        let mut pair = Pair::new(&config(|_| {}), vec![spec(5000, BNB_DTYPE_F32, true)], 16);
+        pair.step(d);
+        ok(pair.gpu.save(&file));
+        let good = std::fs::read(&file).unwrap();
+        emu.fail_launch(1, CUDA_ERROR_ILLEGAL_ADDRESS);
+        let grad = DevBuf::from(&gradient(&mut Rng(2), 5000, BNB_DTYPE_F32), 0);
+        let dev = [(0u32, &pair.dev[0], &grad)];
+        assert_eq!(
+            pair.gpu.step_device(&dev, pair.stream),
+            BNB_OK,
+            "the fault is asynchronous"
+        );
+        let mut info: bnb_param_info_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<bnb_param_info_t>();
+        let (s, m) =
+            status_of(|| unsafe { bnb_adam8bit_param_info(pair.gpu.0, 0, &mut info, size) });
+        assert_eq!(s, BNB_ERR_CUDA, "{m}");
+        assert!(
+            m.contains("CUDA_ERROR_ILLEGAL_ADDRESS") || m.contains("illegal"),
+            "{m}"
+        );
+        assert!(m.contains("device state is lost"), "{m}");
+        let (s, m) = status_of(|| pair.gpu.save(&file));
+        assert_eq!(s, BNB_ERR_CUDA, "{m}");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            good,
+            "the previous checkpoint is intact"
+        );
+        // The CPU run loads that checkpoint and goes on: nothing was lost but the GPU run.
+        let cpu = pair.empty(BNB_DEVICE_CPU);
+        ok(cpu.load(&file));
+        assert_eq!(cpu.info(0).step, 1);
+        drop(grad);
+        let Pair { gpu, dev, .. } = pair;
+        drop(gpu);
+        drop(dev);
+        let _ = std::fs::remove_dir_all(&dir);
+        // The test's own retain of the primary context is the last one: releasing it destroys
+        // the dead context and, with it, the memory the lost handle could not free.
+        let dev0 = cudarc::driver::result::device::get(0).unwrap();
+        unsafe { cudarc::driver::result::primary_ctx::release(dev0) }.unwrap();
+        assert_eq!(live_allocations(), 0, "device memory outlived the context");
     });
 }

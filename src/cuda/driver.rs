@@ -21,12 +21,26 @@ pub fn kernels_embedded() -> bool {
     FATBIN.is_some()
 }
 
-/// Maps a driver error to the crate's: out of memory, no device, or a plain CUDA error.
+/// Maps a driver error to the crate's: out of memory, no device, a sticky error that has
+/// made the context unusable (so the device state is lost), or a plain CUDA error.
 pub fn cu(what: &str) -> impl Fn(DriverError) -> Error + '_ {
     move |e: DriverError| {
         let text = format!("{what}: {e}");
         match e.0 {
             CUresult::CUDA_ERROR_OUT_OF_MEMORY => Error::OutOfMemory(text),
+            CUresult::CUDA_ERROR_ILLEGAL_ADDRESS
+            | CUresult::CUDA_ERROR_LAUNCH_TIMEOUT
+            | CUresult::CUDA_ERROR_ASSERT
+            | CUresult::CUDA_ERROR_HARDWARE_STACK_ERROR
+            | CUresult::CUDA_ERROR_ILLEGAL_INSTRUCTION
+            | CUresult::CUDA_ERROR_MISALIGNED_ADDRESS
+            | CUresult::CUDA_ERROR_INVALID_ADDRESS_SPACE
+            | CUresult::CUDA_ERROR_INVALID_PC
+            | CUresult::CUDA_ERROR_LAUNCH_FAILED
+            | CUresult::CUDA_ERROR_ECC_UNCORRECTABLE
+            | CUresult::CUDA_ERROR_CONTEXT_IS_DESTROYED => {
+                Error::DeviceLost(format!("{text} (the CUDA context is unusable from now on)"))
+            }
             CUresult::CUDA_ERROR_NO_DEVICE
             | CUresult::CUDA_ERROR_INVALID_DEVICE
             | CUresult::CUDA_ERROR_NOT_INITIALIZED

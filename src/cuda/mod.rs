@@ -20,7 +20,7 @@ use cudarc::driver::sys::{self, CUdevice_attribute as Attr};
 
 use crate::config::{Path, BLOCKSIZE};
 use crate::dtype::Dtype;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::qmap::{SIGNED, UNSIGNED};
 use crate::scalars::StepScalars;
 use driver::{cu, Context, DevBuf, Module};
@@ -156,31 +156,46 @@ impl Backend {
         let blockwise = batches(&by_path(Path::Blockwise8), &self.maps);
         let dynamic = batches(&by_path(Path::Dynamic8), &self.maps);
         let fp32 = batches(&by_path(Path::Fp32), &self.maps);
-        let all = || blockwise.iter().chain(&dynamic).chain(&fp32);
 
+        // Up to the first launch nothing has changed; from it on, a failure leaves the step
+        // partly applied and the handle's device state inconsistent.
+        let mut launched = 0usize;
+        let mut go = |f: sys::CUfunction, ctas: u32, b: &abi::Batch| -> Result<()> {
+            self.launch(f, ctas, b, stream).map_err(|e| match e {
+                Error::DeviceLost(m) => Error::DeviceLost(m),
+                e if launched > 0 => Error::DeviceLost(format!(
+                    "a step failed after {launched} of its launches were enqueued: {e}"
+                )),
+                e => e,
+            })?;
+            launched += 1;
+            Ok(())
+        };
+        let k = &self.kernels;
+        let all = || blockwise.iter().chain(&dynamic).chain(&fp32);
         for b in all() {
-            self.launch(self.kernels.prepare, 1, b, stream)?;
+            go(k.prepare, 1, b)?;
         }
         for b in all().filter(|b| b.t[0].flags & abi::CLIP != 0) {
-            self.launch(self.kernels.grad_norm, self.sweep_ctas(b), b, stream)?;
-            self.launch(self.kernels.finalize_clip, b.count, b, stream)?;
+            go(k.grad_norm, self.sweep_ctas(b), b)?;
+            go(k.finalize_clip, b.count, b)?;
         }
         for b in &dynamic {
-            self.launch(self.kernels.dynamic_reduce, self.sweep_ctas(b), b, stream)?;
-            self.launch(self.kernels.finalize_update, b.count, b, stream)?;
+            go(k.dynamic_reduce, self.sweep_ctas(b), b)?;
+            go(k.finalize_update, b.count, b)?;
         }
         for b in fp32.iter().filter(|b| b.t[0].flags & abi::UNORM != 0) {
-            self.launch(self.kernels.fp32_reduce, self.sweep_ctas(b), b, stream)?;
-            self.launch(self.kernels.finalize_update, b.count, b, stream)?;
+            go(k.fp32_reduce, self.sweep_ctas(b), b)?;
+            go(k.finalize_update, b.count, b)?;
         }
         for b in &blockwise {
-            self.launch(self.kernels.blockwise, self.sweep_ctas(b), b, stream)?;
+            go(k.blockwise, self.sweep_ctas(b), b)?;
         }
         for b in &dynamic {
-            self.launch(self.kernels.dynamic_update, self.sweep_ctas(b), b, stream)?;
+            go(k.dynamic_update, self.sweep_ctas(b), b)?;
         }
         for b in &fp32 {
-            self.launch(self.kernels.fp32_update, self.sweep_ctas(b), b, stream)?;
+            go(k.fp32_update, self.sweep_ctas(b), b)?;
         }
         Ok(())
     }

@@ -113,7 +113,11 @@ impl Handle {
     }
 
     /// One step of every (id, param, grad) on a CUDA handle, device buffers, on `stream`.
-    pub fn step_device(&self, items: &[(u32, &DevBuf, &DevBuf)], stream: *mut c_void) -> bnb_status_t {
+    pub fn step_device(
+        &self,
+        items: &[(u32, &DevBuf, &DevBuf)],
+        stream: *mut c_void,
+    ) -> bnb_status_t {
         let list: Vec<bnb_step_item_t> = items
             .iter()
             .map(|(id, p, g)| bnb_step_item_t {

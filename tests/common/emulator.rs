@@ -138,7 +138,9 @@ pub fn on_emulator_with(name: &str, env: &[(&str, &str)], body: impl FnOnce(&mut
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("spawning the test on the emulated device");
+        let out = cmd
+            .output()
+            .expect("spawning the test on the emulated device");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -177,13 +179,17 @@ pub struct Emulator {
 impl Emulator {
     pub fn get() -> &'static Emulator {
         static EMU: OnceLock<Emulator> = OnceLock::new();
+        // Through cudarc, which loads libcuda.so by this name.
+        super::device::context();
         EMU.get_or_init(|| unsafe {
-            // The library loaded it by this name already (through cudarc).
             let lib = libc::dlopen(c"libcuda.so".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
             assert!(!lib.is_null(), "libcuda.so is not loaded");
             let sym = |name: &std::ffi::CStr| {
                 let p = libc::dlsym(lib, name.as_ptr());
-                assert!(!p.is_null(), "{name:?}: this libcuda.so is not the emulator");
+                assert!(
+                    !p.is_null(),
+                    "{name:?}: this libcuda.so is not the emulator"
+                );
                 p
             };
             Emulator {
@@ -209,7 +215,11 @@ impl Emulator {
     /// The `nth` next call of `entry` returns `result` and does nothing.
     pub fn fail_call(&self, entry: &str, nth: u64, result: i32) {
         let c = std::ffi::CString::new(entry).unwrap();
-        assert_eq!(unsafe { (self.fail_call)(c.as_ptr(), nth, result) }, 0, "{entry}");
+        assert_eq!(
+            unsafe { (self.fail_call)(c.as_ptr(), nth, result) },
+            0,
+            "{entry}"
+        );
     }
 
     /// The `nth` next launch fails with `result` when it runs (asynchronously).
