@@ -802,3 +802,116 @@ fn a_sticky_illegal_address_poisons_the_handle() {
         assert_eq!(live_allocations(), 0, "device memory outlived the context");
     });
 }
+
+/// Every driver call that creating a handle, adding a parameter, stepping and reading state
+/// make can fail: each one, failed in turn, gives a typed status and a message, never a
+/// panic; creation and add_param leave no device memory behind, and the thread's current
+/// context is what it was.
+#[test]
+fn every_driver_call_of_create_add_param_and_step_can_fail() {
+    on_emulator(
+        "every_driver_call_of_create_add_param_and_step_can_fail",
+        |_| {
+            const ENTRIES: [&str; 18] = [
+                "cuInit",
+                "cuDeviceGetCount",
+                "cuDeviceGet",
+                "cuDevicePrimaryCtxRetain",
+                "cuCtxGetCurrent",
+                "cuCtxSetCurrent",
+                "cuModuleLoadData",
+                "cuModuleGetFunction",
+                "cuDeviceGetAttribute",
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+                "cuMemAlloc_v2",
+                "cuMemAllocManaged",
+                "cuMemGetInfo_v2",
+                "cuMemsetD8_v2",
+                "cuMemcpyHtoD_v2",
+                "cuMemcpyDtoH_v2",
+                "cuCtxSynchronize",
+                "cuLaunchKernel",
+            ];
+            const CUDA_ERROR_UNKNOWN: i32 = 999;
+            let emu = Emulator::get();
+            let ctx = context();
+            let cfg = config(|c| {
+                c.is_paged = true;
+                c.percentile_clipping = 5;
+            });
+            let g = DevBuf::from(&gradient(&mut Rng(3), 200_000, BNB_DTYPE_F32), 0);
+            let p = DevBuf::from(&random_elems(&mut Rng(4), 200_000, BNB_DTYPE_F32, 1.0), 0);
+            // One successful run, counting each entry point's calls.
+            let run = |expect_ok: bool| -> Vec<(&'static str, bnb_status_t)> {
+                let mut failures = Vec::new();
+                let h = match Handle::try_new_cuda(&cfg) {
+                    Ok(h) => h,
+                    Err(s) => return vec![("create", s)],
+                };
+                let mut id = 0;
+                let s = unsafe { bnb_adam8bit_add_param(h.0, 200_000, BNB_DTYPE_F32, &mut id) };
+                if s != BNB_OK {
+                    failures.push(("add_param", s));
+                } else {
+                    let s = h.step_device(&[(0, &p, &g)], std::ptr::null_mut());
+                    if s != BNB_OK {
+                        failures.push(("step", s));
+                    }
+                    let mut info: bnb_param_info_t = unsafe { std::mem::zeroed() };
+                    let size = std::mem::size_of::<bnb_param_info_t>();
+                    let s = unsafe { bnb_adam8bit_param_info(h.0, 0, &mut info, size) };
+                    if s != BNB_OK {
+                        failures.push(("param_info", s));
+                    }
+                }
+                assert!(
+                    !expect_ok || failures.is_empty(),
+                    "{failures:?}: {}",
+                    message()
+                );
+                failures
+            };
+            emu.reset_counters();
+            let baseline = live_allocations();
+            run(true);
+            synchronize();
+            assert_eq!(live_allocations(), baseline);
+            let calls: Vec<(&str, u64)> = ENTRIES
+                .iter()
+                .map(|&e| (e, emu.counter(&format!("calls:{e}"))))
+                .collect();
+            let mut injected = 0;
+            for &(entry, count) in &calls {
+                for nth in 1..=count {
+                    emu.fail_call(entry, nth, CUDA_ERROR_UNKNOWN);
+                    let failures = run(false);
+                    emu.clear_faults();
+                    // Failing a call may be harmless (a query that is retried, say); what may not
+                    // happen is a panic, an untyped status or a leak.
+                    for (what, s) in &failures {
+                        assert!(
+                            [BNB_ERR_CUDA, BNB_ERR_NO_DEVICE, BNB_ERR_OUT_OF_MEMORY].contains(s),
+                            "{entry} call {nth} failed: {what} returned {s}: {}",
+                            message()
+                        );
+                    }
+                    synchronize();
+                    assert_eq!(
+                        live_allocations(),
+                        baseline,
+                        "{entry} call {nth}: device memory leaked"
+                    );
+                    let current = cudarc::driver::result::ctx::get_current().unwrap();
+                    assert_eq!(
+                        current,
+                        Some(ctx),
+                        "{entry} call {nth} changed the current context"
+                    );
+                    injected += 1;
+                }
+            }
+            assert!(injected > 30, "only {injected} faults injected");
+            eprintln!("{injected} driver faults injected");
+        },
+    );
+}

@@ -285,11 +285,14 @@ CUresult force(uint64_t id) {
     return CUDA_SUCCESS;
 }
 
+// Newest first: work that does not depend on an older operation runs before it, so a missing
+// wait (a kernel on a non-blocking stream reading an upload queued on the legacy stream) reads
+// stale data even when the host waits for everything at once.
 CUresult force_all(Context &c) {
     while (true) {
-        auto it = g_pending.begin();
-        while (it != g_pending.end() && it->second.ctx != &c) ++it;
-        if (it == g_pending.end()) return c.sticky;
+        auto it = g_pending.rbegin();
+        while (it != g_pending.rend() && it->second.ctx != &c) ++it;
+        if (it == g_pending.rend()) return c.sticky;
         CUresult r = force(it->first);
         if (r != CUDA_SUCCESS) return r;
     }
