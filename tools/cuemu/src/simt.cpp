@@ -199,6 +199,7 @@ Run R;
 // Set while a fiber runs; read by the signal handlers (which must not touch anything else).
 volatile sig_atomic_t g_in_fiber = 0;
 volatile sig_atomic_t g_signal = 0;
+volatile sig_atomic_t g_signal_code = 0;
 void *volatile g_signal_addr = nullptr;
 volatile sig_atomic_t g_timed_out = 0;
 
@@ -630,6 +631,7 @@ const int g_fault_signals[4] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 void on_fault(int sig, siginfo_t *info, void *) {
     if (g_in_fiber) {
         g_signal = sig;
+        g_signal_code = info->si_code;
         g_signal_addr = info->si_addr;
         siglongjmp(R.abort_jmp, 1);
     }
@@ -711,7 +713,7 @@ std::string signal_message(Fault &f) {
         return format("%s: stack overflow (the fiber stack is %zu KiB; set CUEMU_STACK_KB)",
                       at.c_str(), R.settings.stack_bytes >> 10);
     }
-    if (sig == SIGSEGV && addr == nullptr) {
+    if (sig == SIGSEGV && g_signal_code == SI_KERNEL) {
         // x86 reports a misaligned aligned-vector access as a general protection fault.
         f = Fault::MisalignedAddress;
         return at + ": a general-protection fault: a misaligned vector access (or an access "

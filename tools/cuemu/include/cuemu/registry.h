@@ -52,7 +52,7 @@ void register_kernel(const KernelEntry *entry);
 // TU declares `cuemu_footprint(cuemu::Footprint &, const T &, long)` for their type.
 template <class T>
 inline void cuemu_footprint(cuemu::Footprint &fp, T *const &p, long index) {
-    if (p) fp.device_range(p, 1, "pointer parameter", index);
+    if (p) fp.device_range((const void *)p, 1, "pointer parameter", index);
 }
 template <class T, class = std::enable_if_t<!std::is_pointer<T>::value>>
 inline void cuemu_footprint(cuemu::Footprint &, const T &, long) {}
