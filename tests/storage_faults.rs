@@ -320,21 +320,12 @@ fn arm(on: bool) {
 fn interposer() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/faults.c");
     let lib = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libfaults.so");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(&cc)
-        .args([
-            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
-        ])
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cc} failed on faults.c:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let flags = [
+        "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = flags.iter().map(|f| f.as_ref()).collect();
+    args.extend([lib.as_os_str(), src.as_os_str(), "-ldl".as_ref()]);
+    compile("CC", "cc", &args);
     lib
 }
 
