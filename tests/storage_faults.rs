@@ -88,6 +88,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let dir = temp_dir("storage-faults");
+        assert_exchange_works(&dir);
         let (a, b) = (state_handle(1), state_handle(2));
         let (ckpt, full) = (dir.join("ckpt.safetensors"), dir.join("full.safetensors"));
         ok(a.save(&ckpt));
@@ -220,6 +221,34 @@ impl Fixture {
             std::fs::write(p, &self.files[p]).unwrap();
         }
     }
+}
+
+/// A failed save keeps the previous file only where the file system can exchange two files
+/// (ext4, xfs, btrfs, tmpfs can); elsewhere docs/checkpoint.md's exception applies, and this
+/// test would report it as a failure.
+fn assert_exchange_works(dir: &Path) {
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    std::fs::write(&a, "a").unwrap();
+    std::fs::write(&b, "b").unwrap();
+    let (ca, cb) = (cpath(&a), cpath(&b));
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(
+        (r, std::fs::read_to_string(&a).unwrap().as_str()),
+        (0, "b"),
+        "{}: its file system cannot exchange two files (RENAME_EXCHANGE): run with TMPDIR elsewhere",
+        dir.display()
+    );
+    std::fs::remove_file(a).unwrap();
+    std::fs::remove_file(b).unwrap();
 }
 
 /// What one run reported: the status (the tool's exit status), the message, and whether the
