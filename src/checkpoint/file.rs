@@ -71,7 +71,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&File, &Path) -> Result<()>)
             return Err(io_error(path, "rename", e));
         }
     };
-    // The rename is durable only once the directory entry is on disk.
+    // The new directory entry is durable only once the directory is on disk.
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -107,6 +107,11 @@ enum Replaced {
 
 /// Moves `tmp` to `path`, keeping any previous file under `tmp` where the file system can.
 fn replace(tmp: &Path, path: &Path) -> std::io::Result<Replaced> {
+    // A rename refuses to replace a directory; an exchange would move it aside, and the
+    // cleanup could not delete it.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(std::io::ErrorKind::IsADirectory.into());
+    }
     match exchange(tmp, path) {
         Ok(()) => Ok(Replaced::Exchanged),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
