@@ -86,6 +86,14 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// The files in `dir`, as a child sees them (it needs their names only).
+    fn at(dir: PathBuf) -> Fixture {
+        Fixture {
+            dir,
+            files: BTreeMap::new(),
+        }
+    }
+
     fn new() -> Fixture {
         let dir = temp_dir("storage-faults");
         assert_exchange_works(&dir);
@@ -96,8 +104,10 @@ impl Fixture {
         ok(split(&ckpt, WORLD, &dir.join("out")));
         ok(split(&full, WORLD, &dir.join("in")));
         std::fs::copy(&ckpt, dir.join("merged.safetensors")).unwrap();
-        let files = dir_contents(&dir);
-        Fixture { dir, files }
+        Fixture {
+            files: dir_contents(&dir),
+            ..Fixture::at(dir)
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -291,10 +301,9 @@ fn run(fx: &Fixture, op: Op, lib: &Path, fault: Option<String>, counts: Option<&
     }
 }
 
-/// The child: runs `op` on the fixture in `dir` with the interposer armed around the call
+/// The child: runs `op` on the fixture's files with the interposer armed around the call
 /// only, then prints `<status> <handle as it must be>` and the message.
-fn child(op: &str, dir: &Path) {
-    let fx_path = |name: &str| dir.join(name);
+fn child(op: &str, fx: &Fixture) {
     let (status, message, handle_ok) = match op {
         "Save" | "Load" => {
             let h = state_handle(2);
@@ -304,7 +313,7 @@ fn child(op: &str, dir: &Path) {
             } else {
                 before.clone()
             };
-            let ckpt = fx_path("ckpt.safetensors");
+            let ckpt = fx.path("ckpt.safetensors");
             arm(true);
             let s = if op == "Save" {
                 h.save(&ckpt)
@@ -317,15 +326,14 @@ fn child(op: &str, dir: &Path) {
             (s, m, after == if s == BNB_OK { loaded } else { before })
         }
         "Merge" => {
-            let inputs: Vec<PathBuf> = (0..WORLD).map(|r| part(&fx_path("in"), r, WORLD)).collect();
             arm(true);
-            let s = merge(&inputs, &fx_path("merged.safetensors"));
+            let s = merge(&fx.parts("in"), &fx.path("merged.safetensors"));
             arm(false);
             (s, message(), true)
         }
         "Split" => {
             arm(true);
-            let s = split(&fx_path("full.safetensors"), WORLD, &fx_path("out"));
+            let s = split(&fx.path("full.safetensors"), WORLD, &fx.path("out"));
             arm(false);
             (s, message(), true)
         }
@@ -434,10 +442,8 @@ fn every_fault(fx: &Fixture, op: Op, lib: &Path) -> String {
 
 fn main() {
     if let Some(op) = std::env::var_os(CHILD) {
-        child(
-            op.to_str().unwrap(),
-            Path::new(&std::env::var_os(DIR).unwrap()),
-        );
+        let dir = PathBuf::from(std::env::var_os(DIR).unwrap());
+        child(op.to_str().unwrap(), &Fixture::at(dir));
         return;
     }
     if std::env::args().any(|a| a == "--list") {
