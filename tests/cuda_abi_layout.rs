@@ -1,8 +1,8 @@
 //! The structs and constants the host passes to the CUDA kernels (`csrc/adam8bit_abi.cuh`,
 //! `a8_scalars` in `csrc/adam8bit_math.cuh`) against their Rust mirrors (`src/cuda/abi.rs`,
 //! `StepScalars`), without a GPU: the size of every struct, the offset of every field and the
-//! value of every `A8_` constant, as g++ lays them out for the host (the same layout nvcc
-//! uses: both follow the host ABI).
+//! value of every constant (integer `#define`s and enumerators), as g++ lays them out for the
+//! host (the same layout nvcc uses: both follow the host ABI).
 //!
 //! Complete by construction: the C names are read from the headers, so a struct, field or
 //! constant added on the C side without its mirror fails here; [`layout!`] names every field
@@ -111,7 +111,7 @@ fn layouts() -> Vec<Layout> {
     ]
 }
 
-/// Every `A8_` constant of the headers and the Rust value it must have.
+/// Every constant of the headers and the Rust value it must have.
 fn constants() -> BTreeMap<&'static str, u64> {
     BTreeMap::from([
         ("A8_MAX_TENSORS", abi::MAX_TENSORS as u64),
@@ -133,14 +133,32 @@ fn headers() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     ["csrc/adam8bit_math.cuh", "csrc/adam8bit_abi.cuh"]
         .iter()
-        .map(|h| std::fs::read_to_string(root.join(h)).unwrap())
-        .flat_map(|text| {
-            text.lines()
-                .map(|l| l.split("//").next().unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
+        .map(|h| uncommented(&std::fs::read_to_string(root.join(h)).unwrap()))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `text` without its `//` and `/* */` comments.
+fn uncommented(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    loop {
+        match (rest.find("//"), rest.find("/*")) {
+            (Some(line), block) if block.is_none_or(|b| line < b) => {
+                out += &rest[..line];
+                rest = rest[line..]
+                    .find('\n')
+                    .map_or("", |end| &rest[line + end..]);
+            }
+            (_, Some(block)) => {
+                out += &rest[..block];
+                rest = rest[block..]
+                    .find("*/")
+                    .map_or("", |end| &rest[block + end + 2..]);
+            }
+            _ => return out + rest,
+        }
+    }
 }
 
 /// The trailing identifier of a declarator (`*s2` -> `s2`, `history[A8_HISTORY]` -> `history`).
@@ -175,23 +193,35 @@ fn c_structs(text: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// Every `A8_` name that `#define A8_X <number>` or an enum defines.
+/// Every constant of the headers: each `#define NAME <integer expression>` (not a macro such as
+/// `A8_HD`) and each enumerator.
 fn c_constants(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let ["#define", name, value, ..] = words[..] {
-            if name.starts_with("A8_") && value.starts_with(|c: char| c.is_ascii_digit()) {
-                names.push(name.to_string());
-            }
-        }
-        if let Some(body) = line.trim().strip_prefix("enum {") {
-            let body = body.split('}').next().unwrap();
-            names.extend(
-                body.split(',')
-                    .map(|e| e.split('=').next().unwrap().trim().to_string()),
-            );
-        }
+    let integer = |v: &str| {
+        !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_hexdigit() || "xXuUlL()<>|&^~+-*/ ".contains(c))
+    };
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("#define ")?;
+            let (name, value) = rest.trim().split_once(char::is_whitespace)?;
+            integer(value.trim()).then(|| name.to_string())
+        })
+        .collect();
+    let mut rest = text;
+    while let Some(at) = rest.find("enum ") {
+        let after = &rest[at + 5..];
+        let (Some(open), Some(close)) = (after.find('{'), after.find('}')) else {
+            break;
+        };
+        let enumerators = after[open + 1..close].split(',');
+        names.extend(
+            enumerators
+                .map(|e| e.split('=').next().unwrap().trim().to_string())
+                .filter(|n| !n.is_empty()),
+        );
+        rest = &after[close + 1..];
     }
     names
 }
@@ -272,7 +302,7 @@ fn kernel_abi_structs_and_constants_match_their_rust_mirrors() {
             .map(String::as_str)
             .collect::<std::collections::BTreeSet<_>>(),
         want.keys().copied().collect(),
-        "the headers' A8_ constants and their Rust values"
+        "the headers' constants and their Rust values"
     );
 
     let got = c_values(&layouts, &c_consts);
