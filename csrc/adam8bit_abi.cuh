@@ -1,5 +1,6 @@
 // adam8bit_abi.cuh: what the host passes to the kernels. src/cuda/abi.rs mirrors every struct
-// field for field (#[repr(C)]); tests/cuda_math.rs compares their sizes and offsets.
+// field for field (#[repr(C)]); tests/cuda_abi_layout.rs compares every struct size, field
+// offset and A8_ constant.
 #ifndef ADAM8BIT_ABI_CUH
 #define ADAM8BIT_ABI_CUH
 

@@ -50,6 +50,11 @@ static snapshot_t snap_all(void) {
     return s;
 }
 
+/* The number of MISUSE cases below: asserted at the end, so that a case lost in an edit or a
+ * class no longer called fails instead of shrinking the test silently. Adding a case means
+ * raising it. */
+enum { MISUSE_CASES = 110 };
+
 static int class_failures_before, misuse_cases;
 
 static void begin_class(const char *name) {
@@ -358,6 +363,7 @@ int main(void) {
     EXPECT_OK(bnb_adam8bit_param_info(F.h, 0, &info, sizeof info));
     EXPECT(info.step == 2);
     bnb_adam8bit_destroy(F.h);
+    EXPECT(misuse_cases == MISUSE_CASES);
     printf("%d misuse cases rejected with their status and a message, nothing changed\n",
            misuse_cases);
     return test_failures("bad_input");

@@ -293,10 +293,13 @@ extern "C" {
 
 // Saves the whole optimizer (config, group learning rates, every parameter's state and step)
 // to `path` as a safetensors file (docs/checkpoint.md). The file is replaced atomically: a
-// temporary file beside it is written, fsynced and renamed over it, and the directory is
-// fsynced, so a crash leaves the previous checkpoint intact. Errors: `BNB_ERR_IO` (the file
-// system), `BNB_ERR_INVALID_ARGUMENT` (a path without a file name), `BNB_ERR_OUT_OF_MEMORY`
-// (the host copy of a CUDA handle's state; a CPU handle's state is written in place),
+// temporary file beside it is written and fsynced, exchanged with the previous file, and the
+// directory is fsynced, so a crash leaves the previous checkpoint or the new one, complete.
+// On an error the previous checkpoint is in place and no temporary file is left (on a file
+// system without an atomic exchange, a failed fsync of the directory leaves the new file).
+// Errors: `BNB_ERR_IO` (the file system), `BNB_ERR_INVALID_ARGUMENT` (a path without a file
+// name), `BNB_ERR_OUT_OF_MEMORY` (the 1 MiB write buffer, or the host copy of a CUDA handle's
+// state; a CPU handle's state is written in place),
 // `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
 // header limit), `BNB_ERR_CUDA` (reading a CUDA handle's state).
 //
@@ -373,7 +376,8 @@ bnb_status_t bnb_shard_range(uint64_t full_numel,
 // from a handle whose parameters are all shards cut by `bnb_shard_range` with
 // `world = count`) into one checkpoint of the full tensors at `out_path`, loadable into a
 // single handle that registers every tensor whole. `BNB_ERR_MISMATCH` if the shards do not
-// fit together (the message names the rank and parameter).
+// fit together (the message names the rank and parameter); `out_path` is replaced as by
+// `bnb_adam8bit_save` (`BNB_ERR_IO`, `BNB_ERR_OUT_OF_MEMORY`: the output as it was).
 //
 // # Safety
 // `shard_paths` NULL or `count` pointers to NUL-terminated strings; `out_path` likewise.

@@ -4,8 +4,10 @@ at a cache path for examples-c/quickstart.c.
 
 The table ships inside scikit-learn's wheel (sklearn/datasets/data/digits.csv.gz), so no data
 is committed here: the wheel is fetched with `pip download --no-deps` (the package tools, no
-install), that one file is extracted and decompressed, and its SHA-256 is checked so that every
-machine trains on exactly the same bytes.
+install, so it works with Debian's own Python too), that one file is extracted and
+decompressed, and its SHA-256 is checked so that every machine trains on exactly the same bytes.
+The wheel is pinned, version and tags: one file for every machine, whatever Python and CPU
+run this script, since it is only unpacked.
 
 Usage: fetch_digits.py [OUT_CSV]   (default: $ADAM8BIT_DATA_DIR or ~/.cache/adam8bit, digits.csv)
 Prints the path of the CSV on success.
@@ -20,7 +22,10 @@ import tempfile
 import zipfile
 
 MEMBER = "sklearn/datasets/data/digits.csv.gz"
+# SHA-256 of MEMBER, decompressed, in the wheel that WHEEL names.
 SHA256 = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
+WHEEL = ["scikit-learn==1.5.2", "--python-version", "3.11", "--implementation", "cp",
+         "--abi", "cp311", "--platform", "manylinux2014_x86_64"]
 
 
 def default_path():
@@ -44,16 +49,16 @@ def main():
               file=sys.stderr)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     print("fetch_digits: the digits table is missing; downloading scikit-learn's wheel with "
-          "`pip download --no-deps scikit-learn` (about 10 MB, nothing is installed) to extract "
+          f"`pip download --no-deps {WHEEL[0]}` (about 13 MB, nothing is installed) to extract "
           f"{MEMBER} -> {out}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--quiet", "--dest", tmp, "scikit-learn"]
+               "--quiet", "--dest", tmp, *WHEEL]
         r = subprocess.run(cmd)
         wheels = glob.glob(os.path.join(tmp, "*.whl"))
         if r.returncode != 0 or not wheels:
             print("fetch_digits: pip could not download scikit-learn's wheel (no network or no "
-                  "wheel for this Python?). Put the file there by hand: it is "
+                  "pip?). Put the file there by hand: it is "
                   f"{MEMBER}, decompressed, inside any scikit-learn wheel.", file=sys.stderr)
             return 1
         with zipfile.ZipFile(wheels[0]) as z:

@@ -171,6 +171,10 @@ impl Optimizer {
         if let Some(shard) = ov.shard {
             self.check_shard(shard, numel, path)?;
         }
+        // The registry's slot first, so that nothing can fail once the state exists.
+        self.params
+            .try_reserve(1)
+            .map_err(|_| Error::OutOfMemory("cannot grow the parameter registry".into()))?;
         let (clips, unorm) = (self.cfg.clips_percentile(), self.cfg.max_unorm > 0.0);
         let state = match &self.cuda {
             None => Storage::Host(HostState::new(path, numel, clips, unorm)?),

@@ -164,7 +164,9 @@ impl HostState {
         };
         Ok(HostState {
             moments,
-            gnorm_vec: clips.then(|| vec![0.0; HISTORY]),
+            gnorm_vec: clips
+                .then(|| try_vec(HISTORY, 0f32, "gnorm_vec"))
+                .transpose()?,
             unorm_vec: (unorm && path != Path::Blockwise8).then_some(0.0),
         })
     }

@@ -56,6 +56,19 @@ fn file_round_trip_resumes_bit_identically() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("opt.safetensors")]);
+    // A directory in the file's place stays where it is: an I/O error, nothing moved or left.
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("keep"), "kept").unwrap();
+    assert_eq!(b.save(&sub), BNB_ERR_IO);
+    assert!(message().contains("rename"), "{}", message());
+    assert_eq!(std::fs::read_to_string(sub.join("keep")).unwrap(), "kept");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["opt.safetensors", "sub"]);
     // A directory that does not exist: an I/O error naming the path.
     assert_eq!(b.save(&dir.join("absent/opt.safetensors")), BNB_ERR_IO);
     assert!(message().contains("absent"), "{}", message());

@@ -7,11 +7,9 @@ mod common;
 use common::checkpoint::*;
 use common::*;
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use adam8bit::ffi::checkpoint::*;
 use adam8bit::ffi::types::*;
 
 /// (full_numel, dtype, path it must take). 5000 elements stay 8-bit even though every slice
@@ -150,27 +148,6 @@ fn shards_step_exactly_like_slices_of_the_whole_tensor() {
             }
         }
     }
-}
-
-fn cstrings(paths: &[PathBuf]) -> Vec<CString> {
-    paths.iter().map(|p| cpath(p)).collect()
-}
-
-fn merge(inputs: &[PathBuf], out: &Path) -> bnb_status_t {
-    let c = cstrings(inputs);
-    let ptrs: Vec<_> = c.iter().map(|s| s.as_ptr()).collect();
-    unsafe { bnb_checkpoint_merge(ptrs.as_ptr(), ptrs.len(), cpath(out).as_ptr()) }
-}
-
-fn split(input: &Path, world: u32, prefix: &Path) -> bnb_status_t {
-    unsafe { bnb_checkpoint_split(cpath(input).as_ptr(), world, cpath(prefix).as_ptr()) }
-}
-
-fn part(prefix: &Path, rank: u32, world: u32) -> PathBuf {
-    PathBuf::from(format!(
-        "{}.{rank}-of-{world}.safetensors",
-        prefix.display()
-    ))
 }
 
 #[test]

@@ -5,7 +5,6 @@
 // Input:  Q1[256] Q2[256] (u32 bits); then sections "tag(u32) count(u64) records...".
 // Output: per section, per record, the results listed at its case below.
 #include <cstdio>
-#include <cstddef>
 #include <vector>
 
 #include "../csrc/adam8bit_abi.cuh"
@@ -27,18 +26,6 @@ int main() {
         if (!get(count)) return 2;
         for (uint64_t r = 0; r < count; ++r) {
             switch (tag) {
-            case 0: {  // layout: sizes and offsets of the kernel ABI structs
-                put((uint64_t)sizeof(a8_scalars));
-                put((uint64_t)sizeof(a8_aux));
-                put((uint64_t)offsetof(a8_aux, history));
-                put((uint64_t)sizeof(a8_tensor));
-                put((uint64_t)offsetof(a8_tensor, k));
-                put((uint64_t)offsetof(a8_tensor, t));
-                put((uint64_t)offsetof(a8_tensor, max_unorm));
-                put((uint64_t)sizeof(a8_batch));
-                put((uint64_t)offsetof(a8_batch, t));
-                break;
-            }
             case 1: {  // quantizer: x -> signed code with sign rule, unsigned code
                 float x;
                 if (!get(x)) return 2;

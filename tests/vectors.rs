@@ -230,3 +230,41 @@ fn paths_follow_the_cases() {
         assert_eq!(run.h.info(run.id).path, want, "{}", case.name);
     }
 }
+
+/// Rule 8: all 256 entries of both maps, bit for bit, equal the maps stored with every case
+/// that keeps them, the reference's (`vectors`) and bitsandbytes 0.50.2's (`oracle`), and are
+/// what the ABI exports.
+#[test]
+fn maps_equal_the_stored_maps_bit_for_bit() {
+    use adam8bit::qmap::{SIGNED_BITS, UNSIGNED_BITS};
+    let h = Handle::new(&config_default());
+    let id = h.add(4096, BNB_DTYPE_F32);
+    let mut compared = 0;
+    for (name, kind, ours) in [
+        ("qmap1", BNB_QMAP1, &SIGNED_BITS),
+        ("qmap2", BNB_QMAP2, &UNSIGNED_BITS),
+    ] {
+        let check = |bits: &[u8], whose: &str| {
+            assert_eq!(bits.len(), 256 * 4, "{whose}: {name} size");
+            for (i, (b, &want)) in bits.chunks_exact(4).zip(ours).enumerate() {
+                let got = u32::from_le_bytes(b.try_into().unwrap());
+                assert_eq!(
+                    got, want,
+                    "{whose}: {name}[{i}] is {got:#010x}, the library's {want:#010x}"
+                );
+            }
+        };
+        check(&h.read(id, kind), "the ABI");
+        for set in ["vectors", "oracle"] {
+            for case in Case::all(set) {
+                if let Some(npy) = case.arr(name) {
+                    assert_eq!((npy.descr.as_str(), &npy.shape[..]), ("<f4", &[256][..]));
+                    check(&npy.data, &format!("{set}/{}", case.name));
+                    compared += 1;
+                }
+            }
+        }
+    }
+    // 18 reference cases and 7 bitsandbytes traces keep 8-bit state.
+    assert_eq!(compared, 2 * (18 + 7));
+}

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path as FsPath;
 
 use safetensors::tensor::{Dtype as StDtype, Metadata};
@@ -61,15 +61,40 @@ impl Encoded<'_> {
         self.arrays.iter().try_for_each(|a| w.write_all(a))
     }
 
-    /// Writes the file into `file` (named `path` in messages), through a 1 MiB buffer; no
-    /// durability (see [`super::file::write_atomic`]).
+    /// Writes the file into `file` (named `path` in messages); no durability (see
+    /// [`super::file::write_atomic`]). Arrays of at least [`WRITE_BUFFER`] bytes go to the
+    /// file directly, smaller ones are gathered in a buffer of that size, allocated fallibly
+    /// (`BNB_ERR_OUT_OF_MEMORY`), so a file of many small arrays takes few writes.
     pub fn write_file(&self, file: &File, path: &FsPath) -> Result<()> {
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        self.write_to(&mut w)
-            .and_then(|()| w.flush())
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(WRITE_BUFFER).map_err(|_| {
+            Error::OutOfMemory(format!(
+                "cannot allocate the {WRITE_BUFFER}-byte write buffer"
+            ))
+        })?;
+        let mut w = file;
+        let mut put = |part: &[u8]| -> std::io::Result<()> {
+            if buf.len() + part.len() > WRITE_BUFFER {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+            if part.len() >= WRITE_BUFFER {
+                w.write_all(part)
+            } else {
+                buf.extend_from_slice(part);
+                Ok(())
+            }
+        };
+        std::iter::once(&self.header[..])
+            .chain(self.arrays.iter().copied())
+            .try_for_each(&mut put)
+            .and_then(|()| w.write_all(&buf))
             .map_err(|e| Error::Io(format!("{}: write: {e}", path.display())))
     }
 }
+
+/// The size of the buffer that [`Encoded::write_file`] gathers small arrays in.
+pub const WRITE_BUFFER: usize = 1 << 20;
 
 /// Lays `ck` out, computing every checksum (one read of each array).
 pub fn encode<'c>(ck: &'c Checkpoint<'_>) -> Result<Encoded<'c>> {

@@ -1,5 +1,6 @@
 //! The structs the host passes to the kernels, field for field those of
-//! `csrc/adam8bit_abi.cuh` (the host test `tests/cuda_math.rs` compares sizes and offsets).
+//! `csrc/adam8bit_abi.cuh` (the host test `tests/cuda_abi_layout.rs` compares every size, field
+//! offset and constant).
 
 use crate::scalars::StepScalars;
 

@@ -2,7 +2,7 @@
 //! (to prove "unchanged"), and a deterministic little training run.
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use adam8bit::ffi::checkpoint::*;
 use adam8bit::ffi::params::bnb_adam8bit_num_params;
@@ -74,6 +74,26 @@ impl Handle {
             })
             .collect()
     }
+}
+
+/// `bnb_checkpoint_merge` of the rank files `inputs` into `out`.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> bnb_status_t {
+    let c: Vec<CString> = inputs.iter().map(|p| cpath(p)).collect();
+    let ptrs: Vec<_> = c.iter().map(|s| s.as_ptr()).collect();
+    unsafe { bnb_checkpoint_merge(ptrs.as_ptr(), ptrs.len(), cpath(out).as_ptr()) }
+}
+
+/// `bnb_checkpoint_split` of `input` into `world` files named after `prefix`.
+pub fn split(input: &Path, world: u32, prefix: &Path) -> bnb_status_t {
+    unsafe { bnb_checkpoint_split(cpath(input).as_ptr(), world, cpath(prefix).as_ptr()) }
+}
+
+/// The file of rank `rank` that a split into `world` writes for `prefix`.
+pub fn part(prefix: &Path, rank: u32, world: u32) -> PathBuf {
+    PathBuf::from(format!(
+        "{}.{rank}-of-{world}.safetensors",
+        prefix.display()
+    ))
 }
 
 pub fn shard_range(full: u64, rank: u32, world: u32) -> (u64, u64) {
@@ -155,6 +175,15 @@ pub fn mixed_handle(seed: u64, steps: usize) -> Handle {
 /// A fresh handle with the same registrations as [`mixed_handle`] and no steps.
 pub fn mixed_empty() -> Handle {
     mixed_handle(0, 0)
+}
+
+/// Every file of `dir` and its bytes.
+pub fn dir_contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect()
 }
 
 /// A fresh, empty directory for one test (under the system's temp dir, removed first).

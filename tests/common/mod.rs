@@ -29,6 +29,21 @@ pub fn param_options_default() -> bnb_param_options_t {
     filled(bnb_param_options_default)
 }
 
+/// Runs the compiler that `$var` names (`default` without it), e.g. `CC`/`cc` or `CXX`/`g++`,
+/// on `args`; panics with its errors.
+pub fn compile<S: AsRef<std::ffi::OsStr>>(var: &str, default: &str, args: &[S]) {
+    let cc = std::env::var(var).unwrap_or_else(|_| default.into());
+    let out = std::process::Command::new(&cc)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cc} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
