@@ -10,9 +10,16 @@
  *   changed nothing (a rejected call leaves the handle exactly as it was; the one output it
  *   writes is bnb_adam8bit_serialize's *out_written, the size needed). Exceptions:
  *   bnb_checkpoint_split writes one file per rank, so an I/O error part-way leaves the earlier
- *   ranks' files; on CUDA handles, a device failure during a load's copies, or between the
- *   launches of one step, can leave that load or step partly applied (BNB_ERR_CUDA; destroy
- *   the handle then).
+ *   ranks' files; on CUDA handles, a device failure during a load's copies can leave that
+ *   load partly applied (BNB_ERR_CUDA; destroy the handle then).
+ * - CUDA faults: a step that fails after its first launch was enqueued, and any sticky error
+ *   of the context (an illegal address or failed launch in a kernel, which surfaces at a
+ *   later call, asynchronously, after the step itself returned BNB_OK and counted), lose the
+ *   handle's device state. From then on every call that touches the device returns
+ *   BNB_ERR_CUDA saying so; save and serialize write nothing (a previous checkpoint file stays
+ *   as it was); destroy still frees the handle (device memory that the dead context cannot
+ *   free goes with the context, when its last user releases it). Recover by destroying the
+ *   handle and loading the last checkpoint into a new one.
  * - No function aborts the process or lets a Rust panic cross into C: an internal bug returns
  *   BNB_ERR_PANIC.
  * - Ownership: the library owns every optimizer state allocation behind an opaque

@@ -90,7 +90,8 @@ pub fn check(field: Field, got: &[u8], want: &[u8], bounded: bool) -> Result<(),
             let f = |b: &[u8]| f32::from_le_bytes(b.try_into().expect("4 bytes"));
             for (i, (a, b)) in got.chunks(4).zip(want.chunks(4)).enumerate() {
                 let (x, y) = (f(a), f(b));
-                if !((x - y).abs() <= 4.0 * f32::EPSILON * y.abs()) && a != b {
+                let close = (x - y).abs() <= 4.0 * f32::EPSILON * y.abs();
+                if !close && a != b {
                     return Err(format!("squared norm {i} is {x}, expected {y}"));
                 }
             }

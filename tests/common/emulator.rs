@@ -165,6 +165,16 @@ pub fn on_emulator(name: &str, body: impl FnOnce(&mut Digest)) {
     on_emulator_with(name, &[], body)
 }
 
+/// The function `name` of the loaded library `lib`, as a function pointer of type `F`.
+///
+/// # Safety
+/// `F` must be the function's C signature.
+unsafe fn sym<F: Copy>(lib: *mut libc::c_void, name: &std::ffi::CStr) -> F {
+    let p = libc::dlsym(lib, name.as_ptr());
+    assert!(!p.is_null(), "{name:?}: this libcuda.so is not the emulator");
+    std::mem::transmute_copy::<*mut libc::c_void, F>(&p)
+}
+
 /// The emulated driver's test controls (tools/cuemu/include/cuemu/control.h), found in the
 /// libcuda.so this process loaded.
 pub struct Emulator {
@@ -184,21 +194,13 @@ impl Emulator {
         EMU.get_or_init(|| unsafe {
             let lib = libc::dlopen(c"libcuda.so".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
             assert!(!lib.is_null(), "libcuda.so is not loaded");
-            let sym = |name: &std::ffi::CStr| {
-                let p = libc::dlsym(lib, name.as_ptr());
-                assert!(
-                    !p.is_null(),
-                    "{name:?}: this libcuda.so is not the emulator"
-                );
-                p
-            };
             Emulator {
-                counter: std::mem::transmute(sym(c"cuemu_counter")),
-                reset: std::mem::transmute(sym(c"cuemu_reset_counters")),
-                fail_call: std::mem::transmute(sym(c"cuemu_fail_call")),
-                fail_launch: std::mem::transmute(sym(c"cuemu_fail_launch")),
-                clear: std::mem::transmute(sym(c"cuemu_clear_faults")),
-                last_error: std::mem::transmute(sym(c"cuemu_last_error")),
+                counter: sym(lib, c"cuemu_counter"),
+                reset: sym(lib, c"cuemu_reset_counters"),
+                fail_call: sym(lib, c"cuemu_fail_call"),
+                fail_launch: sym(lib, c"cuemu_fail_launch"),
+                clear: sym(lib, c"cuemu_clear_faults"),
+                last_error: sym(lib, c"cuemu_last_error"),
             }
         })
     }

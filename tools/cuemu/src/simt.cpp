@@ -769,6 +769,23 @@ bool run_cta(const ThreadState &ts) {
     return true;
 }
 
+// Every CTA of the grid in the configured order; false when a signal (a memory fault in
+// kernel code, the watchdog) ended the grid. Kept apart from anything that lives across the
+// siglongjmp back to its sigsetjmp.
+__attribute__((noinline)) bool run_ctas(const ThreadState &ts, Order order, uint64_t ctas) {
+    static std::vector<unsigned> cta_order;
+    if (order == Order::Random) fill_order(cta_order, (size_t)ctas, Order::Random);
+    if (sigsetjmp(R.abort_jmp, 1) != 0) return false;
+    for (uint64_t k = 0; k < ctas && !R.failed; ++k) {
+        uint64_t c = order == Order::Forward   ? k
+                     : order == Order::Reverse ? ctas - 1 - k
+                                               : cta_order[k];
+        cuemu_block_idx = unflatten(c, R.grid->grid);
+        run_cta(ts);
+    }
+    return true;
+}
+
 }  // namespace
 
 const char *fault_name(Fault f) {
@@ -807,25 +824,12 @@ GridResult run_grid(const Grid &g, const SimtSettings &s) {
         l.lane = (unsigned)(i % 32);
         l.view.thread_idx = unflatten(i, g.block);
     }
-    // In a global: it is used after the siglongjmp of a fault.
-    static ThreadState *ts;
-    ts = &thread_state();
+    ThreadState *ts = &thread_state();
     g_timed_out = 0;
     g_signal = 0;
     install_handlers(*ts);
     arm(*ts, s.watchdog_seconds);
-    uint64_t ctas = linear_count(g.grid);
-    std::vector<unsigned> cta_order;
-    if (s.order == Order::Random) fill_order(cta_order, (size_t)ctas, Order::Random);
-    if (sigsetjmp(R.abort_jmp, 1) == 0) {
-        for (uint64_t k = 0; k < ctas && !R.failed; ++k) {
-            uint64_t c = s.order == Order::Forward   ? k
-                         : s.order == Order::Reverse ? ctas - 1 - k
-                                                     : cta_order[k];
-            cuemu_block_idx = unflatten(c, g.grid);
-            run_cta(*ts);
-        }
-    } else {
+    if (!run_ctas(*ts, s.order, linear_count(g.grid))) {
         g_in_fiber = 0;
         R.failed = true;
         Fault f = Fault::LaunchFailed;
