@@ -1,45 +1,23 @@
 // adam8bit.cu: the CUDA kernels of every path, thin sweeps over the per-element math of
 // adam8bit_math.cuh. src/cuda/mod.rs issues them in order (see its comment for the sequence).
 //
-// Every kernel takes the launch's a8_batch (about 19 KB) by value as __grid_constant__: kernels
+// Every kernel takes the launch's a8_batch (about 20 KB) by value as __grid_constant__: kernels
 // index into it with run-time tensor indices, and without the qualifier the compiler may copy
-// the whole parameter into each thread's local memory (`-Xptxas -v`: 0-byte stack frames; the
-// 400 bytes of a8_finalize_clip are its sorted history).
+// the whole parameter into each thread's local memory.
 //
-// Geometry (all kernels): a warp owns one 256-element block at a time, 8 consecutive elements per
-// lane; warps of a persistent grid walk the launch's work list (the concatenated blocks of up to
-// A8_MAX_TENSORS tensors) with a stride of the total warp count. The only barrier is the one after
-// the maps are staged in shared memory. Block maxima come from warp shuffles, and every f64 sum is
-// taken in one fixed order (lane-sequential, then a shuffle tree per block, then a fixed tree over
-// blocks in a finalize kernel), so results never change from run to run.
+// Geometry (the sweeps): a warp owns one 256-element block at a time; lane l owns two quads of
+// it, elements [4l, 4l + 4) and [128 + 4l, 128 + 4l + 4), so every warp-wide access of a quad
+// covers 128 consecutive elements (512 bytes of fp32, 256 of fp16/bf16, 128 of codes): all
+// loads and stores are coalesced, as 16-, 8- or 4-byte vectors when the tensor is aligned for
+// them. Warps of a persistent grid walk the launch's work list (the concatenated blocks of up
+// to A8_MAX_TENSORS tensors) with a stride of the total warp count. The only barrier of a
+// sweep is the one after the maps are staged in shared memory. Block maxima come from warp
+// shuffles, and every f64 sum is taken in one fixed order (lane-sequential over the lane's 8
+// elements, a shuffle tree per block, then the finalize kernels' fixed two-level tree over
+// blocks and chunks), so results never change from run to run nor with the device's SM count.
 #include "adam8bit_abi.cuh"
 
-struct a8_shared_maps {
-    float q1[256], q2[256], m1[256], m2[256];
-};
-
-__device__ __forceinline__ void a8_stage_maps(a8_shared_maps &s, const float *maps) {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
-        s.q1[i] = maps[i];
-        s.q2[i] = maps[256 + i];
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < 255; i += blockDim.x) {
-        s.m1[i] = a8_midpoint(s.q1[i], s.q1[i + 1]);
-        s.m2[i] = a8_midpoint(s.q2[i], s.q2[i + 1]);
-    }
-    __syncthreads();
-}
-
-// The tensor that owns global block b (binary search over the prefix of blocks).
-__device__ __forceinline__ uint32_t a8_owner(const a8_batch &b, unsigned long long blk) {
-    uint32_t lo = 0, hi = b.count;
-    while (hi - lo > 1) {
-        uint32_t mid = (lo + hi) / 2;
-        if (b.t[mid].first_block <= blk) lo = mid; else hi = mid;
-    }
-    return lo;
-}
+// ---- work list ----
 
 __device__ __forceinline__ unsigned long long a8_warp_id() {
     return ((unsigned long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
@@ -48,71 +26,137 @@ __device__ __forceinline__ unsigned long long a8_warp_count() {
     return (unsigned long long)gridDim.x * blockDim.x / 32;
 }
 
-// Loads 8 elements [i, i+8) (those below n) as f32; 16-byte vector loads when the tensor's base
-// is 16-byte aligned and the group is whole.
+// The tensor whose range of `field` (blocks or chunks, a prefix over the tensors) holds x.
+template <unsigned long long a8_tensor::*Field>
+__device__ __forceinline__ uint32_t a8_owner(const a8_batch &b, unsigned long long x) {
+    uint32_t lo = 0, hi = b.count;
+    while (hi - lo > 1) {
+        uint32_t mid = (lo + hi) / 2;
+        if (b.t[mid].*Field <= x) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+// A warp's walk over its blocks: they only increase, so the owner only moves forward (one
+// binary search per warp, not per block).
+struct a8_walk {
+    const a8_batch &b;
+    uint32_t i;
+    __device__ a8_walk(const a8_batch &batch, unsigned long long first)
+        : b(batch), i(a8_owner<&a8_tensor::first_block>(batch, first)) {}
+    __device__ __forceinline__ uint32_t owner(unsigned long long w) {
+        while (i + 1 < b.count && b.t[i + 1].first_block <= w) ++i;
+        return i;
+    }
+};
+
+// The element of a lane's slot s (0..7) in its block, from the lane's first: quads 4 apart by 128.
+__device__ __forceinline__ unsigned long long a8_elem(unsigned long long first, int s) {
+    return first + (unsigned long long)(s / 4) * 128 + (unsigned long long)(s % 4);
+}
+
+// ---- loads and stores of a lane's 8 elements ----
+
+// Elements of `dtype` as f32, with their raw bits (to store back untouched), those at or past
+// n as 0.
 __device__ __forceinline__ void a8_load8(const void *base, uint32_t dtype, bool vec,
-                                         unsigned long long i, unsigned long long n, float out[8]) {
-    if (vec && i + 8 <= n) {
-        if (dtype == A8_F32) {
-            const float4 *q = reinterpret_cast<const float4 *>(static_cast<const float *>(base) + i);
-            float4 a = q[0], b = q[1];
-            out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
-            out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
-        } else {
-            uint4 w = *reinterpret_cast<const uint4 *>(static_cast<const uint16_t *>(base) + i);
-            uint32_t words[4] = {w.x, w.y, w.z, w.w};
-            for (int j = 0; j < 8; ++j) {
-                uint16_t h = (uint16_t)(words[j / 2] >> (16 * (j % 2)));
-                out[j] = dtype == A8_F16 ? a8_f16_to_f32(h) : a8_bf16_to_f32(h);
+                                         unsigned long long first, unsigned long long n,
+                                         float out[8], uint32_t raw[8]) {
+    for (int q = 0; q < 2; ++q) {
+        unsigned long long e = first + 128ull * q;
+        float *o = out + 4 * q;
+        uint32_t *r = raw + 4 * q;
+        if (vec && e + 4 <= n) {
+            if (dtype == A8_F32) {
+                float4 v = *reinterpret_cast<const float4 *>(static_cast<const float *>(base) + e);
+                o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
+                for (int j = 0; j < 4; ++j) r[j] = a8_bits(o[j]);
+            } else {
+                uint2 w = *reinterpret_cast<const uint2 *>(static_cast<const uint16_t *>(base) + e);
+                r[0] = w.x & 0xFFFFu; r[1] = w.x >> 16; r[2] = w.y & 0xFFFFu; r[3] = w.y >> 16;
+                for (int j = 0; j < 4; ++j)
+                    o[j] = dtype == A8_F16 ? a8_f16_to_f32((uint16_t)r[j]) : a8_bf16_to_f32((uint16_t)r[j]);
+            }
+            continue;
+        }
+        for (int j = 0; j < 4; ++j) {
+            if (e + j >= n) { o[j] = 0.0f; r[j] = 0; continue; }
+            if (dtype == A8_F32) {
+                o[j] = static_cast<const float *>(base)[e + j];
+                r[j] = a8_bits(o[j]);
+            } else {
+                r[j] = static_cast<const uint16_t *>(base)[e + j];
+                o[j] = dtype == A8_F16 ? a8_f16_to_f32((uint16_t)r[j]) : a8_bf16_to_f32((uint16_t)r[j]);
             }
         }
-        return;
     }
-    for (int j = 0; j < 8; ++j) {
-        unsigned long long e = i + j;
-        if (e >= n) { out[j] = 0.0f; continue; }
-        if (dtype == A8_F32) out[j] = static_cast<const float *>(base)[e];
-        else {
-            uint16_t h = static_cast<const uint16_t *>(base)[e];
-            out[j] = dtype == A8_F16 ? a8_f16_to_f32(h) : a8_bf16_to_f32(h);
+}
+
+__device__ __forceinline__ uint32_t a8_encode(uint32_t dtype, float x) {
+    return dtype == A8_F32 ? a8_bits(x) : dtype == A8_F16 ? a8_f32_to_f16(x) : a8_f32_to_bf16(x);
+}
+
+// Stores the elements below n: those whose bit in `mask` is set rounded to the dtype, the
+// others as the raw bits they were loaded with (so a whole quad goes out as one vector; the
+// scalar path stores only the masked ones).
+__device__ __forceinline__ void a8_store8(void *base, uint32_t dtype, bool vec,
+                                          unsigned long long first, unsigned long long n,
+                                          const float in[8], const uint32_t raw[8], uint32_t mask) {
+    for (int q = 0; q < 2; ++q) {
+        unsigned long long e = first + 128ull * q;
+        uint32_t bits[4];
+        for (int j = 0; j < 4; ++j)
+            bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode(dtype, in[4 * q + j]) : raw[4 * q + j];
+        if (vec && e + 4 <= n) {
+            if (dtype == A8_F32) {
+                uint4 v = {bits[0], bits[1], bits[2], bits[3]};
+                *reinterpret_cast<uint4 *>(static_cast<float *>(base) + e) = v;
+            } else {
+                uint2 w = {bits[0] | (bits[1] << 16), bits[2] | (bits[3] << 16)};
+                *reinterpret_cast<uint2 *>(static_cast<uint16_t *>(base) + e) = w;
+            }
+            continue;
+        }
+        for (int j = 0; j < 4; ++j) {
+            if (e + j >= n || !((mask >> (4 * q + j)) & 1u)) continue;
+            if (dtype == A8_F32) static_cast<uint32_t *>(base)[e + j] = bits[j];
+            else static_cast<uint16_t *>(base)[e + j] = (uint16_t)bits[j];
         }
     }
 }
 
-// Stores the elements of [i, i+8) below n whose bit in `mask` is set, rounded to the dtype.
-__device__ __forceinline__ void a8_store8(void *base, uint32_t dtype, unsigned long long i,
-                                          unsigned long long n, const float in[8], uint32_t mask) {
-    for (int j = 0; j < 8; ++j) {
-        unsigned long long e = i + j;
-        if (e >= n || !((mask >> j) & 1u)) continue;
-        if (dtype == A8_F32) static_cast<float *>(base)[e] = in[j];
-        else if (dtype == A8_F16) static_cast<uint16_t *>(base)[e] = a8_f32_to_f16(in[j]);
-        else static_cast<uint16_t *>(base)[e] = a8_f32_to_bf16(in[j]);
-    }
-}
-
-__device__ __forceinline__ void a8_load_codes(const void *base, unsigned long long i,
+// Codes: every quad starts at a multiple of 4 bytes of a code array the library allocated.
+__device__ __forceinline__ void a8_load_codes(const void *base, unsigned long long first,
                                               unsigned long long n, uint8_t out[8]) {
-    if (i + 8 <= n) {  // codes are 8-byte aligned: every group starts at a multiple of 8
-        uint2 w = *reinterpret_cast<const uint2 *>(static_cast<const uint8_t *>(base) + i);
-        for (int j = 0; j < 8; ++j) out[j] = (uint8_t)((j < 4 ? w.x : w.y) >> (8 * (j % 4)));
-        return;
+    const uint8_t *c = static_cast<const uint8_t *>(base);
+    for (int q = 0; q < 2; ++q) {
+        unsigned long long e = first + 128ull * q;
+        if (e + 4 <= n) {
+            uint32_t w = *reinterpret_cast<const uint32_t *>(c + e);
+            for (int j = 0; j < 4; ++j) out[4 * q + j] = (uint8_t)(w >> (8 * j));
+            continue;
+        }
+        for (int j = 0; j < 4; ++j) out[4 * q + j] = e + j < n ? c[e + j] : 0;
     }
-    for (int j = 0; j < 8; ++j) out[j] = i + j < n ? static_cast<const uint8_t *>(base)[i + j] : 0;
 }
 
-__device__ __forceinline__ void a8_store_codes(void *base, unsigned long long i,
+__device__ __forceinline__ void a8_store_codes(void *base, unsigned long long first,
                                                unsigned long long n, const uint8_t in[8]) {
-    if (i + 8 <= n) {
-        uint2 w;
-        w.x = in[0] | (in[1] << 8) | (in[2] << 16) | ((uint32_t)in[3] << 24);
-        w.y = in[4] | (in[5] << 8) | (in[6] << 16) | ((uint32_t)in[7] << 24);
-        *reinterpret_cast<uint2 *>(static_cast<uint8_t *>(base) + i) = w;
-        return;
+    uint8_t *c = static_cast<uint8_t *>(base);
+    for (int q = 0; q < 2; ++q) {
+        unsigned long long e = first + 128ull * q;
+        const uint8_t *x = in + 4 * q;
+        if (e + 4 <= n) {
+            *reinterpret_cast<uint32_t *>(c + e) =
+                x[0] | (x[1] << 8) | (x[2] << 16) | ((uint32_t)x[3] << 24);
+            continue;
+        }
+        for (int j = 0; j < 4; ++j)
+            if (e + j < n) c[e + j] = x[j];
     }
-    for (int j = 0; j < 8; ++j)
-        if (i + j < n) static_cast<uint8_t *>(base)[i + j] = in[j];
 }
+
+// ---- warp reductions ----
 
 __device__ __forceinline__ float a8_warp_max(float x) {
     for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xFFFFFFFFu, x, o));
@@ -120,15 +164,15 @@ __device__ __forceinline__ float a8_warp_max(float x) {
 }
 
 // Fixed-order warp sum: every lane ends with the same value, computed by the same tree.
-__device__ __forceinline__ double a8_warp_sum(double x) {
+template <class T>
+__device__ __forceinline__ T a8_warp_sum(T x) {
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xFFFFFFFFu, x, o);
     return x;
 }
 
-__device__ __forceinline__ unsigned long long a8_warp_count_sum(unsigned long long x) {
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xFFFFFFFFu, x, o);
-    return x;
-}
+// ---- per-tensor bookkeeping ----
+
+__device__ __forceinline__ uint32_t a8_slot(const a8_tensor &T) { return (uint32_t)(T.t & 1u); }
 
 // The gradient scale of this step: the device-computed percentile scale or the host's 1.
 __device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T) {
@@ -137,46 +181,60 @@ __device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T) {
     return k;
 }
 
-// ---- zeroing of the per-step accumulators (one launch per step, before everything else) ----
-
-extern "C" __global__ void a8_prepare(const __grid_constant__ a8_batch b) {
-    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < b.count; i += gridDim.x * blockDim.x) {
-        a8_aux *a = b.t[i].aux;
-        a->nonfinite = 0;
-        a->new_max1 = 0;
-        a->new_max2 = 0;
-        a->gnorm_scale = 1.0f;
-        a->update_scale = 1.0f;
+// The end of an update sweep's block: the warp's non-finite count into this step's slot; the
+// warp that owns the tensor's first block clears the other slot for the next step.
+__device__ __forceinline__ void a8_count(const a8_tensor &T, unsigned long long blk, uint32_t lane,
+                                         unsigned long long bad) {
+    bad = a8_warp_sum(bad);
+    if (lane != 0) return;
+    a8_aux *a = T.aux;
+    const uint32_t slot = a8_slot(T);
+    if (bad) atomicAdd(&a->nonfinite[slot], bad);
+    if (blk == 0) {
+        a->nonfinite[slot ^ 1u] = 0;
+        a->new_max1[slot ^ 1u] = 0;
+        a->new_max2[slot ^ 1u] = 0;
     }
+}
+
+// ---- shared maps ----
+
+__device__ __forceinline__ void a8_stage_maps(a8_maps &s, const a8_maps *maps) {
+    const uint4 *src = reinterpret_cast<const uint4 *>(maps);
+    uint4 *dst = reinterpret_cast<uint4 *>(&s);
+    for (unsigned i = threadIdx.x; i < sizeof(a8_maps) / 16; i += blockDim.x) dst[i] = src[i];
+    __syncthreads();
 }
 
 // ---- percentile clipping (rule 11): sum of squares of the finite raw gradient ----
 
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm(const __grid_constant__ a8_batch b) {
     const uint32_t lane = threadIdx.x % 32;
+    a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const a8_tensor &T = b.t[a8_owner(b, w)];
+        const a8_tensor &T = b.t[walk.owner(w)];
         unsigned long long blk = w - T.first_block;
-        unsigned long long i = blk * A8_BLOCK + lane * 8;
+        unsigned long long first = blk * A8_BLOCK + lane * 4;
         float g[8];
-        a8_load8(T.g, T.dtype, T.flags & A8_ALIGNED16, i, T.n, g);
+        uint32_t raw[8];
+        a8_load8(T.g, T.dtype, T.flags & A8_VECTOR, first, T.n, g, raw);
         double s = 0.0;
         for (int j = 0; j < 8; ++j)
-            if (i + j < T.n && a8_isfinite(g[j])) s += (double)g[j] * (double)g[j];
+            if (a8_elem(first, j) < T.n && a8_isfinite(g[j])) s += (double)g[j] * (double)g[j];
         s = a8_warp_sum(s);
         if (lane == 0) T.partial[blk] = s;
     }
 }
 
-// One CUDA block per tensor: the fixed-order sum of its block partials (thread-sequential over a
-// stride of 256, then a shared-memory tree). Returns the sum in thread 0.
-__device__ double a8_block_sum(const double *partial, unsigned long long count, unsigned long long stride) {
+// The fixed-order sum of `count` values `stride` apart, in one 256-thread CTA: thread-sequential
+// over a stride of 256, then a shared-memory tree. Every thread returns the sum.
+__device__ double a8_block_sum(const double *v, unsigned long long count, unsigned long long stride) {
     __shared__ double acc[256];
     double s = 0.0;
-    for (unsigned long long i = threadIdx.x; i < count; i += 256) s += partial[i * stride];
+    for (unsigned long long i = threadIdx.x; i < count; i += 256) s += v[i * stride];
     acc[threadIdx.x] = s;
     __syncthreads();
-    for (int o = 128; o > 0; o >>= 1) {
+    for (unsigned o = 128; o > 0; o >>= 1) {
         if (threadIdx.x < o) acc[threadIdx.x] += acc[threadIdx.x + o];
         __syncthreads();
     }
@@ -185,52 +243,116 @@ __device__ double a8_block_sum(const double *partial, unsigned long long count, 
     return r;
 }
 
-// Grid = one 256-thread block per tensor of the launch.
+// The finalize kernels run one 256-thread CTA per chunk of A8_CHUNK blocks of every tensor
+// (grid = the batch's total chunks). A CTA sums its chunk's block sums into the chunk's slot
+// (after the block sums: `sums` f64 per block, then `sums` per chunk) and takes a ticket; the
+// CTA with the last ticket sums the chunk sums, in chunk order, and finishes the tensor. The
+// order of every sum is fixed by the tensor's size alone, whichever CTA comes last.
+struct a8_chunk {
+    const a8_tensor &T;
+    unsigned long long chunk, chunks, blocks;
+    __device__ a8_chunk(const a8_batch &b)
+        : T(b.t[a8_owner<&a8_tensor::first_chunk>(b, blockIdx.x)]),
+          chunk(blockIdx.x - T.first_chunk),
+          chunks((T.n + (unsigned long long)A8_BLOCK * A8_CHUNK - 1) / ((unsigned long long)A8_BLOCK * A8_CHUNK)),
+          blocks((T.n + A8_BLOCK - 1) / A8_BLOCK) {}
+
+    // Sums this chunk's share of sum k (of `sums` per block); true in the CTA that is last, where
+    // `total[k]` then holds the tensor's sums.
+    __device__ bool sum(int sums, double total[2]) {
+        __shared__ bool last;
+        unsigned long long lo = chunk * A8_CHUNK;
+        unsigned long long count = (blocks - lo < A8_CHUNK ? blocks - lo : A8_CHUNK);
+        double *chunk_sums = T.partial + (unsigned long long)sums * blocks;
+        for (int k = 0; k < sums; ++k) {
+            double s = a8_block_sum(T.partial + lo * sums + k, count, (unsigned long long)sums);
+            if (threadIdx.x == 0) chunk_sums[chunk * sums + k] = s;
+        }
+        if (threadIdx.x == 0) {
+            // The chunk sums must be visible before the ticket that lets another CTA read them.
+            __threadfence();
+            last = atomicAdd(&T.aux->ticket, 1u) == chunks - 1;
+        }
+        __syncthreads();
+        if (!last) return false;
+        __threadfence();
+        for (int k = 0; k < sums; ++k) total[k] = a8_block_sum(chunk_sums + k, chunks, (unsigned long long)sums);
+        if (threadIdx.x == 0) T.aux->ticket = 0;
+        return true;
+    }
+};
+
 extern "C" __global__ void __launch_bounds__(256) a8_finalize_clip(const __grid_constant__ a8_batch b) {
-    const a8_tensor &T = b.t[blockIdx.x];
-    unsigned long long blocks = (T.n + A8_BLOCK - 1) / A8_BLOCK;
-    double sum = a8_block_sum(T.partial, blocks, 1);
-    if (threadIdx.x != 0) return;
-    a8_aux *a = T.aux;
-    a->gnorm_scale = a8_percentile_scale(a->history, (float)sum, T.t, T.percentile);
+    a8_chunk c(b);
+    double total[2];
+    if (!c.sum(1, total)) return;
+    __shared__ float clip_sq;
+    __shared__ uint32_t slot;
+    a8_aux *a = c.T.aux;
+    if (threadIdx.x == 0) slot = a8_history_record(a->history, (float)total[0], c.T.t);
+    __syncthreads();
+    // A parallel rank: the entry of rank `percentile` is the percentile-th smallest.
+    if (threadIdx.x < A8_HISTORY && a8_history_rank(a->history, threadIdx.x) == (uint32_t)c.T.percentile)
+        clip_sq = a->history[threadIdx.x];
+    __syncthreads();
+    if (threadIdx.x == 0) a->gnorm_scale = a8_clip_scale(a->history[slot], clip_sq);
 }
 
-// The end of both 8-bit update passes: the updated parameters (where `finite`), both code
-// arrays, and the warp's non-finite count added to the tensor's.
-__device__ __forceinline__ void a8_finish8(const a8_tensor &T, unsigned long long i, uint32_t lane,
-                                           const float p[8], uint32_t finite, const uint8_t c1[8],
-                                           const uint8_t c2[8], unsigned long long bad) {
-    a8_store8(T.p, T.dtype, i, T.n, p, finite);
-    a8_store_codes(T.s1, i, T.n, c1);
-    a8_store_codes(T.s2, i, T.n, c2);
-    bad = a8_warp_count_sum(bad);
-    if (lane == 0 && bad) atomicAdd(&T.aux->nonfinite, bad);
+// The update scale of max_unorm (rules 9, 10) and, for the non-blockwise path, the swap of old
+// and new scales.
+extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __grid_constant__ a8_batch b) {
+    a8_chunk c(b);
+    const a8_tensor &T = c.T;
+    const bool unorm = T.flags & A8_UNORM;
+    double total[2] = {0.0, 0.0};
+    if (unorm ? !c.sum(2, total) : c.chunk != 0) return;
+    if (threadIdx.x != 0) return;
+    a8_aux *a = T.aux;
+    if (T.flags & A8_DYNAMIC) {
+        // The update decodes with the old scales and requantizes with the new ones; after the
+        // step the new ones are what the stored codes decode with.
+        const uint32_t slot = a8_slot(T);
+        a->dec1 = a->max1;
+        a->dec2 = a->max2;
+        a->max1 = __uint_as_float(a->new_max1[slot]);
+        a->max2 = __uint_as_float(a->new_max2[slot]);
+    }
+    if (unorm) {
+        float unorm_f = (float)total[0];
+        float param_norm = (float)sqrt(total[1]);
+        float limit = T.max_unorm * param_norm;
+        float root = a8_sqrt(unorm_f);
+        a->update_scale = root > limit ? a8_div(limit, root) : 1.0f;
+        a->unorm_vec = unorm_f;
+    }
 }
 
 // ---- blockwise 8-bit (rules 1-6) ----
 
 extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_constant__ a8_batch b) {
-    __shared__ a8_shared_maps s;
+    __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
+    a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const a8_tensor &T = b.t[a8_owner(b, w)];
+        const a8_tensor &T = b.t[walk.owner(w)];
         const a8_scalars k = a8_step_scalars(T);
         unsigned long long blk = w - T.first_block;
-        unsigned long long i = blk * A8_BLOCK + lane * 8;
-        const bool vec = T.flags & A8_ALIGNED16;
+        unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
+        uint32_t graw[8], praw[8];
         uint8_t c1[8], c2[8];
-        a8_load8(T.g, T.dtype, vec, i, T.n, g);
-        a8_load8(T.p, T.dtype, vec, i, T.n, p);
-        a8_load_codes(T.s1, i, T.n, c1);
-        a8_load_codes(T.s2, i, T.n, c2);
+        a8_load8(T.g, T.dtype, vec, first, T.n, g, graw);
+        a8_load8(T.p, T.dtype, vec, first, T.n, p, praw);
+        a8_load_codes(T.s1, first, T.n, c1);
+        a8_load_codes(T.s2, first, T.n, c2);
         const float old1 = T.a1[blk], old2 = T.a2[blk];
         float mx1 = 0.0f, mx2 = 0.0f;
         uint32_t finite = 0;
         unsigned long long bad = 0;
         for (int j = 0; j < 8; ++j) {
-            if (i + j >= T.n) { m[j] = 0.0f; v[j] = 0.0f; continue; }  // padding: not in absmax
+            if (a8_elem(first, j) >= T.n) { m[j] = 0.0f; v[j] = 0.0f; continue; }  // padding: not in absmax
             bool f = a8_moments8(s.q1[c1[j]], s.q2[c2[j]], old1, old2, g[j], k, m[j], v[j]);
             mx1 = fmaxf(mx1, fabsf(m[j]));
             mx2 = fmaxf(mx2, fabsf(v[j]));
@@ -243,36 +365,58 @@ extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_cons
         __syncwarp();
         if (lane == 0) { T.a1[blk] = mx1; T.a2[blk] = mx2; }
         for (int j = 0; j < 8; ++j) {
-            c1[j] = a8_signed_code(a8_quantize(s.m1, a8_div(m[j], mx1)), m[j]);
-            c2[j] = a8_quantize(s.m2, a8_div(v[j], mx2));
+            c1[j] = a8_signed_code(a8_quantize_signed(s.b1, a8_div(m[j], mx1)), m[j]);
+            c2[j] = a8_quantize_unsigned(s.b2, a8_div(v[j], mx2));
         }
-        a8_finish8(T, i, lane, p, finite, c1, c2, bad);
+        a8_store8(T.p, T.dtype, vec, first, T.n, p, praw, finite);
+        a8_store_codes(T.s1, first, T.n, c1);
+        a8_store_codes(T.s2, first, T.n, c2);
+        a8_count(T, blk, lane, bad);
     }
 }
 
 // ---- non-blockwise 8-bit (rule 10): reduction pass, finalize, update pass ----
 
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(const __grid_constant__ a8_batch b) {
-    __shared__ a8_shared_maps s;
+    __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
+    a8_walk walk(b, a8_warp_id());
+    // The warp's maxima of the tensor it is in, flushed (one atomicMax per state) when it moves
+    // to another tensor and at the end, instead of once per block on one address.
+    uint32_t held = b.count;
+    float wmx1 = 0.0f, wmx2 = 0.0f;
+    auto flush = [&]() {
+        if (held == b.count || lane != 0) return;
+        const a8_tensor &H = b.t[held];
+        // Non-negative floats order like their bit patterns, so an integer max is exact.
+        atomicMax(&H.aux->new_max1[a8_slot(H)], __float_as_uint(wmx1));
+        atomicMax(&H.aux->new_max2[a8_slot(H)], __float_as_uint(wmx2));
+    };
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const a8_tensor &T = b.t[a8_owner(b, w)];
+        const uint32_t owner = walk.owner(w);
+        if (owner != held) {
+            flush();
+            held = owner;
+            wmx1 = wmx2 = 0.0f;
+        }
+        const a8_tensor &T = b.t[owner];
         const a8_scalars k = a8_step_scalars(T);
         unsigned long long blk = w - T.first_block;
-        unsigned long long i = blk * A8_BLOCK + lane * 8;
-        const bool vec = T.flags & A8_ALIGNED16;
+        unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8];
+        uint32_t raw[8];
         uint8_t c1[8], c2[8];
-        a8_load8(T.g, T.dtype, vec, i, T.n, g);
-        a8_load_codes(T.s1, i, T.n, c1);
-        a8_load_codes(T.s2, i, T.n, c2);
+        a8_load8(T.g, T.dtype, vec, first, T.n, g, raw);
+        a8_load_codes(T.s1, first, T.n, c1);
+        a8_load_codes(T.s2, first, T.n, c2);
         const bool unorm = T.flags & A8_UNORM;
-        if (unorm) a8_load8(T.p, T.dtype, vec, i, T.n, p);
+        if (unorm) a8_load8(T.p, T.dtype, vec, first, T.n, p, raw);
         float mx1 = 0.0f, mx2 = 0.0f;
         double us = 0.0, ps = 0.0;
         for (int j = 0; j < 8; ++j) {
-            if (i + j >= T.n) continue;
+            if (a8_elem(first, j) >= T.n) continue;
             float m, v;
             bool f = a8_moments8(s.q1[c1[j]], s.q2[c2[j]], T.aux->max1, T.aux->max2, g[j], k, m, v);
             mx1 = fmaxf(mx1, fabsf(m));
@@ -282,75 +426,42 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(const __grid
                 ps += (double)p[j] * (double)p[j];
             }
         }
-        mx1 = a8_warp_max(mx1);
-        mx2 = a8_warp_max(mx2);
+        wmx1 = fmaxf(wmx1, a8_warp_max(mx1));
+        wmx2 = fmaxf(wmx2, a8_warp_max(mx2));
         if (unorm) {
             us = a8_warp_sum(us);
             ps = a8_warp_sum(ps);
-        }
-        if (lane == 0) {
-            // Non-negative floats order like their bit patterns, so an integer max is exact.
-            atomicMax(&T.aux->new_max1, __float_as_uint(mx1));
-            atomicMax(&T.aux->new_max2, __float_as_uint(mx2));
-            if (unorm) { T.partial[2 * blk] = us; T.partial[2 * blk + 1] = ps; }
+            if (lane == 0) { T.partial[2 * blk] = us; T.partial[2 * blk + 1] = ps; }
         }
     }
-}
-
-// Grid = one 256-thread block per tensor. The update scale of max_unorm (rules 9, 10) and, for
-// the non-blockwise path, the swap of old and new scales.
-extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __grid_constant__ a8_batch b) {
-    const a8_tensor &T = b.t[blockIdx.x];
-    a8_aux *a = T.aux;
-    const bool unorm = T.flags & A8_UNORM;
-    unsigned long long blocks = (T.n + A8_BLOCK - 1) / A8_BLOCK;
-    double us = 0.0, ps = 0.0;
-    if (unorm) {
-        us = a8_block_sum(T.partial, blocks, 2);
-        ps = a8_block_sum(T.partial + 1, blocks, 2);
-    }
-    if (threadIdx.x != 0) return;
-    if (T.flags & A8_DYNAMIC) {
-        // The update decodes with the old scales and requantizes with the new ones; after the
-        // step the new ones are what the stored codes decode with.
-        a->dec1 = a->max1;
-        a->dec2 = a->max2;
-        a->max1 = __uint_as_float(a->new_max1);
-        a->max2 = __uint_as_float(a->new_max2);
-    }
-    if (unorm) {
-        float unorm_f = (float)us;
-        float param_norm = (float)sqrt(ps);
-        float limit = T.max_unorm * param_norm;
-        float root = a8_sqrt(unorm_f);
-        a->update_scale = root > limit ? a8_div(limit, root) : 1.0f;
-        a->unorm_vec = unorm_f;
-    }
+    flush();
 }
 
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid_constant__ a8_batch b) {
-    __shared__ a8_shared_maps s;
+    __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
+    a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const a8_tensor &T = b.t[a8_owner(b, w)];
+        const a8_tensor &T = b.t[walk.owner(w)];
         const a8_scalars k = a8_step_scalars(T);
         const a8_aux *a = T.aux;
         const float step_size = a->update_scale * k.step_size;
         const float recip1 = a8_div(1.0f, a->max1), recip2 = a8_div(1.0f, a->max2);
         unsigned long long blk = w - T.first_block;
-        unsigned long long i = blk * A8_BLOCK + lane * 8;
-        const bool vec = T.flags & A8_ALIGNED16;
+        unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8];
+        uint32_t graw[8], praw[8];
         uint8_t c1[8], c2[8];
-        a8_load8(T.g, T.dtype, vec, i, T.n, g);
-        a8_load8(T.p, T.dtype, vec, i, T.n, p);
-        a8_load_codes(T.s1, i, T.n, c1);
-        a8_load_codes(T.s2, i, T.n, c2);
+        a8_load8(T.g, T.dtype, vec, first, T.n, g, graw);
+        a8_load8(T.p, T.dtype, vec, first, T.n, p, praw);
+        a8_load_codes(T.s1, first, T.n, c1);
+        a8_load_codes(T.s2, first, T.n, c2);
         uint32_t finite = 0;
         unsigned long long bad = 0;
         for (int j = 0; j < 8; ++j) {
-            if (i + j >= T.n) continue;
+            if (a8_elem(first, j) >= T.n) continue;
             float m, v;
             if (a8_moments8(s.q1[c1[j]], s.q2[c2[j]], a->dec1, a->dec2, g[j], k, m, v)) {
                 finite |= 1u << j;
@@ -358,10 +469,13 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid
             } else {
                 bad += 1;
             }
-            c1[j] = a8_signed_code(a8_quantize(s.m1, m * recip1), m);
-            c2[j] = a8_quantize(s.m2, v * recip2);
+            c1[j] = a8_signed_code(a8_quantize_signed(s.b1, m * recip1), m);
+            c2[j] = a8_quantize_unsigned(s.b2, v * recip2);
         }
-        a8_finish8(T, i, lane, p, finite, c1, c2, bad);
+        a8_store8(T.p, T.dtype, vec, first, T.n, p, praw, finite);
+        a8_store_codes(T.s1, first, T.n, c1);
+        a8_store_codes(T.s2, first, T.n, c2);
+        a8_count(T, blk, lane, bad);
     }
 }
 
@@ -369,20 +483,22 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid
 
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(const __grid_constant__ a8_batch b) {
     const uint32_t lane = threadIdx.x % 32;
+    a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const a8_tensor &T = b.t[a8_owner(b, w)];
+        const a8_tensor &T = b.t[walk.owner(w)];
         const a8_scalars k = a8_step_scalars(T);
         unsigned long long blk = w - T.first_block;
-        unsigned long long i = blk * A8_BLOCK + lane * 8;
-        const bool vec = T.flags & A8_ALIGNED16;
+        unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
-        a8_load8(T.g, T.dtype, vec, i, T.n, g);
-        a8_load8(T.p, T.dtype, vec, i, T.n, p);
-        a8_load8(T.s1, A8_F32, vec, i, T.n, m);
-        a8_load8(T.s2, A8_F32, vec, i, T.n, v);
+        uint32_t raw[8];
+        a8_load8(T.g, T.dtype, vec, first, T.n, g, raw);
+        a8_load8(T.p, T.dtype, vec, first, T.n, p, raw);
+        a8_load8(T.s1, A8_F32, true, first, T.n, m, raw);
+        a8_load8(T.s2, A8_F32, true, first, T.n, v, raw);
         double us = 0.0, ps = 0.0;
         for (int j = 0; j < 8; ++j) {
-            if (i + j >= T.n) continue;
+            if (a8_elem(first, j) >= T.n) continue;
             if (a8_moments32(m[j], v[j], g[j], T.flags & A8_SKIP_ZEROS, k)) us += a8_unorm_term(m[j], v[j], k);
             ps += (double)p[j] * (double)p[j];
         }
@@ -394,32 +510,33 @@ extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(const __grid_co
 
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_update(const __grid_constant__ a8_batch b) {
     const uint32_t lane = threadIdx.x % 32;
+    a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const a8_tensor &T = b.t[a8_owner(b, w)];
+        const a8_tensor &T = b.t[walk.owner(w)];
         const a8_scalars k = a8_step_scalars(T);
         const float step_size = T.aux->update_scale * k.step_size;
         unsigned long long blk = w - T.first_block;
-        unsigned long long i = blk * A8_BLOCK + lane * 8;
-        const bool vec = T.flags & A8_ALIGNED16;
+        unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
-        a8_load8(T.g, T.dtype, vec, i, T.n, g);
-        a8_load8(T.p, T.dtype, vec, i, T.n, p);
-        a8_load8(T.s1, A8_F32, vec, i, T.n, m);
-        a8_load8(T.s2, A8_F32, vec, i, T.n, v);
+        uint32_t graw[8], praw[8], mraw[8], vraw[8];
+        a8_load8(T.g, T.dtype, vec, first, T.n, g, graw);
+        a8_load8(T.p, T.dtype, vec, first, T.n, p, praw);
+        a8_load8(T.s1, A8_F32, true, first, T.n, m, mraw);
+        a8_load8(T.s2, A8_F32, true, first, T.n, v, vraw);
         uint32_t active = 0;
         unsigned long long bad = 0;
         for (int j = 0; j < 8; ++j) {
-            if (i + j >= T.n) continue;
+            if (a8_elem(first, j) >= T.n) continue;
             bad += !a8_isfinite(g[j]);
             if (a8_moments32(m[j], v[j], g[j], T.flags & A8_SKIP_ZEROS, k)) {
                 active |= 1u << j;
                 p[j] = a8_updated_param(p[j], m[j], v[j], step_size, k);
             }
         }
-        a8_store8(T.p, T.dtype, i, T.n, p, active);
-        a8_store8(T.s1, A8_F32, i, T.n, m, 0xFFu);
-        a8_store8(T.s2, A8_F32, i, T.n, v, 0xFFu);
-        bad = a8_warp_count_sum(bad);
-        if (lane == 0 && bad) atomicAdd(&T.aux->nonfinite, bad);
+        a8_store8(T.p, T.dtype, vec, first, T.n, p, praw, active);
+        a8_store8(T.s1, A8_F32, true, first, T.n, m, mraw, 0xFFu);
+        a8_store8(T.s2, A8_F32, true, first, T.n, v, vraw, 0xFFu);
+        a8_count(T, blk, lane, bad);
     }
 }

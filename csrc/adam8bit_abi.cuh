@@ -8,19 +8,33 @@
 
 #define A8_MAX_TENSORS 128
 #define A8_BLOCK 256
+// Blocks per chunk of the finalize kernels' first summation level (2^19 elements).
+#define A8_CHUNK 2048
 
 enum { A8_F32 = 0, A8_F16 = 1, A8_BF16 = 2 };
-enum { A8_CLIP = 1u, A8_UNORM = 2u, A8_SKIP_ZEROS = 4u, A8_ALIGNED16 = 8u, A8_DYNAMIC = 16u };
+// A8_VECTOR: the parameter and gradient pointers are aligned for the quad accesses (16 bytes
+// for fp32, 8 for fp16/bf16).
+enum { A8_CLIP = 1u, A8_UNORM = 2u, A8_SKIP_ZEROS = 4u, A8_VECTOR = 8u, A8_DYNAMIC = 16u };
 
-// Per-parameter device scalars (one per parameter, in device memory).
+// Everything the kernels look codes up in, in device memory, staged in shared memory per CTA:
+// the two maps' values and their packed bucket tables (a8_quantize_signed/_unsigned).
+struct a8_maps {
+    float q1[256], q2[256];
+    uint32_t b1[A8_BUCKETS], b2[A8_BUCKETS];
+};
+
+// Per-parameter device scalars (one per parameter, in device memory). The per-step
+// accumulators come in two slots, used by steps of odd and even t: a step accumulates into
+// slot t & 1 and clears slot (t + 1) & 1 for the next one, so no launch zeroes them.
 struct a8_aux {
-    unsigned long long nonfinite;
+    unsigned long long nonfinite[2];
     float max1, max2;           // non-blockwise: the scales of the stored codes
     float dec1, dec2;           // non-blockwise: the scales that decode the codes during a step
-    uint32_t new_max1, new_max2;// non-blockwise: bits of this step's max |m|, |v| (atomicMax)
+    uint32_t new_max1[2], new_max2[2];  // non-blockwise: bits of the step's max |m|, |v|
     float gnorm_scale;          // this step's percentile-clipping scale (1 without clipping)
     float update_scale;         // this step's max_unorm scale (1 without it)
     float unorm_vec;            // this step's squared update norm
+    uint32_t ticket;            // finalize: chunks of this step summed so far
     float history[A8_HISTORY];  // percentile clipping's squared gradient norms
 };
 
@@ -29,21 +43,23 @@ struct a8_tensor {
     const void *g;
     void *s1, *s2;               // codes (8-bit paths) or fp32 moments
     float *a1, *a2;              // blockwise absmax
-    double *partial;             // f64 reduction partials: 2 per block (1 for the gradient norm)
+    double *partial;             // f64 sums: 2 per block (1 for the gradient norm), then per chunk
     a8_aux *aux;
     unsigned long long n;
     unsigned long long first_block;  // prefix of blocks over the launch's tensors
+    unsigned long long first_chunk;  // prefix of finalize chunks over the launch's tensors
     a8_scalars k;
     uint32_t dtype, flags;
-    unsigned long long t;            // the step being taken (percentile clipping's slot)
+    unsigned long long t;            // the step being taken (the accumulator slot, clipping's slot)
     int32_t percentile;
     float max_unorm;
 };
 
 struct a8_batch {
-    const float *maps;               // Q1[256], Q2[256] in device memory
+    const a8_maps *maps;
     uint32_t count;
     unsigned long long total_blocks;
+    unsigned long long total_chunks;
     a8_tensor t[A8_MAX_TENSORS];
 };
 

@@ -113,21 +113,43 @@ A8_HD uint16_t a8_f32_to_f16(float x) {
 
 // ---- quantization (DECISIONS rule 1) ----
 
-// The midpoint between codes k and k+1, fl(fl(q[k] + q[k+1]) * 0.5).
-A8_HD float a8_midpoint(float lo, float hi) { return (lo + hi) * 0.5f; }
+// The exact nearest code by bucket, as src/qmap does it: a bucket is keyed by the top 16 bits
+// of |x| (8 exponent and 7 mantissa bits), magnitudes below 2^-25 share the first and those of
+// 2.0 and more the last, and no bucket holds more than one midpoint. A bucket's packed entry
+// holds the number of midpoints below it (bits 0-7), whether one lies in it (bit 8) and that
+// midpoint's low 16 bits (bits 16-31: its top 16 are the bucket's key, so comparing the low
+// bits compares the floats). One table lookup per quantization (src/qmap's packed_buckets
+// builds them; the first and last buckets hold no midpoint, so clamping never meets a compare).
+#define A8_KEY_LO 0x3300u
+#define A8_KEY_HI 0x3FFFu
+#define A8_BUCKETS (A8_KEY_HI - A8_KEY_LO + 1)
 
-// The exact nearest code of x given the 255 midpoints of a map: the number of midpoints below x,
-// plus one when x equals a midpoint whose lower code is odd (ties to the even index); NaN -> 0.
-// A branch-free binary search, the same function as the O(1) bucket table of src/qmap.rs.
-A8_HD uint8_t a8_quantize(const float *mids, float x) {
+// The code of a non-negative magnitude (bits of |x|, not NaN): midpoints below it, plus one
+// if it is above its bucket's midpoint, or equal to it with the lower code odd (ties to even).
+A8_HD uint32_t a8_code_of_magnitude(const uint32_t *buckets, uint32_t mag) {
+    uint32_t clamped = mag > 0x3FFFFFFFu ? 0x3FFFFFFFu : mag;
+    uint32_t key = clamped >> 16;
+    uint32_t e = buckets[(key < A8_KEY_LO ? A8_KEY_LO : key) - A8_KEY_LO];
+    uint32_t c = e & 0xFFu, lo = clamped & 0xFFFFu, mid = e >> 16;
+    uint32_t up = (lo > mid) | ((lo == mid) & c);
+    return c + (((e >> 8) & 1u) & up);
+}
+
+// The signed map (first moment) is symmetric about code 127 (0.0): code 254 - k mirrors k, and
+// a magnitude above every negative midpoint is code 0. NaN -> 0.
+A8_HD uint8_t a8_quantize_signed(const uint32_t *buckets, float x) {
     if (a8_isnan(x)) return 0;
-    uint32_t c = 0;
-    for (uint32_t step = 128; step > 0; step >>= 1) {
-        uint32_t probe = c + step;
-        if (probe <= 255u && mids[probe - 1u] < x) c = probe;
-    }
-    if (c < 255u && x == mids[c] && (c & 1u)) c += 1u;
+    uint32_t u = a8_bits(x);
+    uint32_t c = a8_code_of_magnitude(buckets, u & 0x7FFFFFFFu);
+    if (u >> 31) c = c >= 254u ? 0u : 254u - c;
     return (uint8_t)c;
+}
+
+// The unsigned map (second moment): no midpoint lies below +0.0, so a negative x (or -0.0) is
+// code 0, as NaN is.
+A8_HD uint8_t a8_quantize_unsigned(const uint32_t *buckets, float x) {
+    if (a8_isnan(x) || (a8_bits(x) >> 31)) return 0;
+    return (uint8_t)a8_code_of_magnitude(buckets, a8_bits(x));
 }
 
 // State1's sign rule: a code whose value has another sign bit than m moves one step toward m's
@@ -193,32 +215,34 @@ A8_HD uint32_t a8_total_order_key(float x) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// src/clipping.rs `percentile_scale`: records this step's squared gradient norm (every slot at
-// t = 1, slot t % 100 later) and returns the gradient scale, clip / current when the current
-// norm exceeds the percentile-th smallest of the history, else 1. The history is sorted in
-// total order as on the CPU, so a history written through write_state or a checkpoint that
-// holds NaN or -0.0 gives the same scale on both backends.
-A8_HD float a8_percentile_scale(float *history, float norm_sq, uint64_t t, int32_t percentile) {
+// src/clipping.rs `percentile_scale`, in three steps a CTA can share: record this step's squared
+// gradient norm (every slot at t = 1, slot t % 100 later; returns the slot), the rank of entry
+// i in IEEE total order (ties by index, so exactly one entry has each rank), and the scale from
+// the current and the percentile-th smallest squared norm, clip / current when the current
+// norm exceeds the clip, else 1. Total order, as on the CPU, so that a history written through
+// write_state or a checkpoint that holds NaN or -0.0 gives the same scale on both backends.
+A8_HD uint32_t a8_history_record(float *history, float norm_sq, uint64_t t) {
     uint32_t slot = (uint32_t)(t % A8_HISTORY);
     if (t == 1) {
         for (int i = 0; i < A8_HISTORY; ++i) history[i] = norm_sq;
     } else {
         history[slot] = norm_sq;
     }
-    // Insertion sort of a copy: 100 entries, once per tensor and step.
-    float sorted[A8_HISTORY];
-    for (int i = 0; i < A8_HISTORY; ++i) {
-        float x = history[i];
-        uint32_t key = a8_total_order_key(x);
-        int j = i;
-        while (j > 0 && a8_total_order_key(sorted[j - 1]) > key) {
-            sorted[j] = sorted[j - 1];
-            --j;
-        }
-        sorted[j] = x;
+    return slot;
+}
+
+A8_HD uint32_t a8_history_rank(const float *history, uint32_t i) {
+    uint32_t key = a8_total_order_key(history[i]), rank = 0;
+    for (uint32_t j = 0; j < A8_HISTORY; ++j) {
+        uint32_t kj = a8_total_order_key(history[j]);
+        rank += (kj < key) | ((kj == key) & (j < i));
     }
-    float current = a8_sqrt(history[slot]);
-    float clip = a8_sqrt(sorted[percentile]);
+    return rank;
+}
+
+A8_HD float a8_clip_scale(float current_sq, float clip_sq) {
+    float current = a8_sqrt(current_sq);
+    float clip = a8_sqrt(clip_sq);
     return current > clip ? a8_div(clip, current) : 1.0f;
 }
 

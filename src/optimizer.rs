@@ -272,8 +272,8 @@ impl Optimizer {
         let (nonfinite, gnorm_scale, paged) = match (&p.state, &self.cuda) {
             (Storage::Device(d), Some(c)) => {
                 self.device_usable()?;
-                let aux = self.on_device(c.ctx.synchronize().and_then(|()| d.read_aux()))?;
-                (aux.nonfinite, aux.gnorm_scale, d.paged)
+                let aux = self.on_device(c.wait_idle().and_then(|()| d.read_aux()))?;
+                (aux.nonfinite_of(p.step), aux.gnorm_scale, d.paged)
             }
             _ => (p.nonfinite, p.gnorm_scale, false),
         };
@@ -356,21 +356,23 @@ impl Optimizer {
             };
         }
         self.device_usable()?;
-        let written = self
-            .sync_device()
-            .and_then(|()| match &mut self.params[id as usize].state {
+        let Some(backend) = &self.cuda else {
+            return Err(Error::Panic("a CUDA handle without its device".into()));
+        };
+        let written = backend
+            .wait_idle()
+            .and_then(|()| match &self.params[id as usize].state {
                 Storage::Device(d) => d.write(kind, src),
                 Storage::Host(_) => Err(Error::Panic("a CUDA handle holds host state".into())),
             });
-        // A copy from pageable host memory may return before the device has it; the next step
-        // may be enqueued on a stream that does not wait for the copy's.
-        let done = written.and_then(|()| self.sync_device());
+        // The copy from pageable host memory may still be in flight; the next step waits for it.
+        let done = written.and_then(|()| backend.note_writes());
         self.on_device(done)
     }
 
-    /// Waits for the device of a CUDA handle (state copies must not race a queued step).
+    /// Waits for this CUDA handle's queued work (state copies must not race a queued step).
     fn sync_device(&self) -> Result<()> {
-        self.cuda.as_ref().map_or(Ok(()), |c| c.ctx.synchronize())
+        self.cuda.as_ref().map_or(Ok(()), |c| c.wait_idle())
     }
 
     /// Refuses device work once the device state is lost.
@@ -412,7 +414,17 @@ impl Optimizer {
         if step == u64::MAX {
             invalid!("step must be below 2^64 - 1 so that the next step can count");
         }
-        self.param_mut(id)?.step = step;
+        let old = self.param(id)?.step;
+        if let (Some(backend), Storage::Device(d)) = (&self.cuda, &self.params[id as usize].state) {
+            // The device's per-step accumulators are kept by the parity of the step.
+            self.device_usable()?;
+            let renumbered = backend
+                .wait_idle()
+                .and_then(|()| d.renumber(old, step))
+                .and_then(|()| backend.note_writes());
+            self.on_device(renumbered)?;
+        }
+        self.params[id as usize].step = step;
         Ok(())
     }
 
@@ -479,29 +491,35 @@ impl Optimizer {
             return Err(Error::Panic("step_cuda on a CPU handle".into()));
         };
         let cfg = self.cfg;
-        let mut jobs = Vec::with_capacity(items.len());
-        for it in items {
-            let p = &self.params[it.id as usize];
-            let Storage::Device(state) = &p.state else {
-                return Err(Error::Panic("a CUDA handle holds host state".into()));
-            };
-            let t = p.step + 1;
-            jobs.push(cuda::Job {
-                state,
-                dtype: p.dtype,
-                param: it.param,
-                grad: it.grad,
-                scalars: StepScalars::new(self.param_lr(p), &p.hyper, t),
-                t,
-                percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
-                max_unorm: cfg.max_unorm,
-                skip_zeros: cfg.skip_zeros,
-            });
-        }
+        let this = &*self;
+        // The jobs of one path (None: all), built as the backend walks them: nothing to allocate.
+        let jobs = |path: Option<Path>| {
+            items.iter().filter_map(move |it| {
+                let p = &this.params[it.id as usize];
+                let Storage::Device(state) = &p.state else {
+                    return None;
+                };
+                if path.is_some_and(|path| path != p.path) {
+                    return None;
+                }
+                let t = p.step + 1;
+                Some(cuda::Job {
+                    state,
+                    dtype: p.dtype,
+                    param: it.param,
+                    grad: it.grad,
+                    scalars: StepScalars::new(this.param_lr(p), &p.hyper, t),
+                    t,
+                    percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
+                    max_unorm: cfg.max_unorm,
+                    skip_zeros: cfg.skip_zeros,
+                })
+            })
+        };
         self.device_usable()?;
         // SAFETY: check_items verified non-null, aligned, non-overlapping buffers; that they are
         // device-accessible and hold numel elements is the caller's contract (see the header).
-        self.on_device(unsafe { backend.step(&jobs, stream) })?;
+        self.on_device(unsafe { backend.step(jobs, stream) })?;
         for it in items {
             self.params[it.id as usize].step += 1;
         }

@@ -7,7 +7,7 @@ use crate::config::Hyper;
 /// Everything the element loops need besides the arrays. `#[repr(C)]` because the CUDA
 /// kernels receive the same struct.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StepScalars {
     /// `fl(beta1)`, `fl(beta2)`, `fl(1 - beta1)`, `fl(1 - beta2)` (the subtraction in f64).
     pub beta1: f32,

@@ -16,6 +16,7 @@ use std::process::Command;
 
 use adam8bit::config::BLOCKSIZE;
 use adam8bit::cuda::abi;
+use adam8bit::qmap;
 use adam8bit::scalars::StepScalars;
 
 mod common;
@@ -62,6 +63,7 @@ fn layouts() -> Vec<Layout> {
                 apply_decay,
             }
         ),
+        layout!("a8_maps", abi::Maps { q1, q2, b1, b2 }),
         layout!(
             "a8_aux",
             abi::Aux {
@@ -75,6 +77,7 @@ fn layouts() -> Vec<Layout> {
                 gnorm_scale,
                 update_scale,
                 unorm_vec,
+                ticket,
                 history,
             }
         ),
@@ -91,6 +94,7 @@ fn layouts() -> Vec<Layout> {
                 aux,
                 n,
                 first_block,
+                first_chunk,
                 k,
                 dtype,
                 flags,
@@ -105,6 +109,7 @@ fn layouts() -> Vec<Layout> {
                 maps,
                 count,
                 total_blocks,
+                total_chunks,
                 t
             }
         ),
@@ -123,7 +128,11 @@ fn constants() -> BTreeMap<&'static str, u64> {
         ("A8_CLIP", abi::CLIP as u64),
         ("A8_UNORM", abi::UNORM as u64),
         ("A8_SKIP_ZEROS", abi::SKIP_ZEROS as u64),
-        ("A8_ALIGNED16", abi::ALIGNED16 as u64),
+        ("A8_VECTOR", abi::VECTOR as u64),
+        ("A8_CHUNK", abi::CHUNK),
+        ("A8_KEY_LO", qmap::KEY_LO as u64),
+        ("A8_KEY_HI", (qmap::KEY_HI_BITS >> qmap::KEY_SHIFT) as u64),
+        ("A8_BUCKETS", qmap::BUCKETS as u64),
         ("A8_DYNAMIC", abi::DYNAMIC as u64),
     ])
 }
@@ -193,13 +202,23 @@ fn c_structs(text: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// Every constant of the headers: each `#define NAME <integer expression>` (not a macro such as
-/// `A8_HD`) and each enumerator.
+/// Every constant of the headers: each `#define NAME <integer expression>` (of literals and other
+/// constants; not a macro such as `A8_HD`) and each enumerator.
 fn c_constants(text: &str) -> Vec<String> {
+    // Integer literals and other A8_ constants, joined by operators and parentheses.
     let integer = |v: &str| {
+        let word = |w: &str| {
+            w.starts_with("A8_")
+                || w.starts_with(|c: char| c.is_ascii_digit())
+                    && w.chars()
+                        .all(|c| c.is_ascii_hexdigit() || "xXuUlL".contains(c))
+        };
         !v.is_empty()
             && v.chars()
-                .all(|c| c.is_ascii_hexdigit() || "xXuUlL()<>|&^~+-*/ ".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || "_()<>|&^~+-*/ ".contains(c))
+            && v.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .all(word)
     };
     let mut names: Vec<String> = text
         .lines()

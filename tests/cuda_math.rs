@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 
 use adam8bit::config::Hyper;
 use adam8bit::cpu::math::{codes, moments32, moments8, unorm_term, updated_param};
-use adam8bit::qmap::{SIGNED, SIGNED_BITS, UNSIGNED, UNSIGNED_BITS};
+use adam8bit::qmap::{
+    KEY_HI_BITS, KEY_LO, KEY_SHIFT, SIGNED, SIGNED_BITS, UNSIGNED, UNSIGNED_BITS,
+};
 use adam8bit::scalars::StepScalars;
 use half::{bf16, f16};
 
@@ -46,7 +48,13 @@ fn compile_driver() -> PathBuf {
 /// Runs the driver on the maps followed by one section, returns its output.
 fn run(tag: u32, count: usize, records: &[u8]) -> Vec<u8> {
     let mut input = Vec::new();
-    for b in SIGNED_BITS.iter().chain(UNSIGNED_BITS.iter()) {
+    let (b1, b2) = (SIGNED.packed_buckets(), UNSIGNED.packed_buckets());
+    for b in SIGNED_BITS
+        .iter()
+        .chain(&UNSIGNED_BITS)
+        .chain(&b1)
+        .chain(&b2)
+    {
         input.extend_from_slice(&b.to_le_bytes());
     }
     input.extend_from_slice(&tag.to_le_bytes());
@@ -123,6 +131,15 @@ fn quantizer_inputs() -> Vec<f32> {
         -2.0,
         1.5,
     ]);
+    // Both edges of every bucket (the kernels compare low bits within one), both signs.
+    for key in KEY_LO..=(KEY_HI_BITS >> KEY_SHIFT) {
+        for bits in [key << KEY_SHIFT, (key << KEY_SHIFT) | 0xFFFF] {
+            for b in [bits.wrapping_sub(1), bits, bits + 1] {
+                xs.push(f32::from_bits(b));
+                xs.push(-f32::from_bits(b));
+            }
+        }
+    }
     let mut rng = Rng(0x5EED_CAFE);
     for _ in 0..200_000 {
         xs.push(rng.uniform() * 2.0 - 1.0);

@@ -2,7 +2,8 @@
 // compiled by g++ without FMA contraction, on records read from stdin, and writes the results to
 // stdout. All values travel as little-endian bit patterns, so nothing is lost in formatting.
 //
-// Input:  Q1[256] Q2[256] (u32 bits); then sections "tag(u32) count(u64) records...".
+// Input:  Q1[256] Q2[256] (u32 bits), B1[A8_BUCKETS] B2[A8_BUCKETS] (the packed bucket tables);
+//         then sections "tag(u32) count(u64) records...".
 // Output: per section, per record, the results listed at its case below.
 #include <cstdio>
 #include <vector>
@@ -13,13 +14,10 @@ template <class T> static bool get(T &x) { return fread(&x, sizeof x, 1, stdin) 
 template <class T> static void put(T x) { fwrite(&x, sizeof x, 1, stdout); }
 
 int main() {
-    float q1[256], q2[256], m1[256], m2[256];
-    for (float &x : q1) if (!get(x)) return 2;
-    for (float &x : q2) if (!get(x)) return 2;
-    for (int i = 0; i < 255; ++i) {
-        m1[i] = a8_midpoint(q1[i], q1[i + 1]);
-        m2[i] = a8_midpoint(q2[i], q2[i + 1]);
-    }
+    static a8_maps maps;
+    float *q1 = maps.q1, *q2 = maps.q2;
+    const uint32_t *b1 = maps.b1, *b2 = maps.b2;
+    if (fread(&maps, sizeof maps, 1, stdin) != 1) return 2;
     uint32_t tag;
     while (get(tag)) {
         uint64_t count;
@@ -29,8 +27,8 @@ int main() {
             case 1: {  // quantizer: x -> signed code with sign rule, unsigned code
                 float x;
                 if (!get(x)) return 2;
-                put(a8_signed_code(a8_quantize(m1, x), x));
-                put(a8_quantize(m2, x));
+                put(a8_signed_code(a8_quantize_signed(b1, x), x));
+                put(a8_quantize_unsigned(b2, x));
                 break;
             }
             case 2: {  // conversions: u32 pattern -> f16, bf16 of it; f32 of its low 16 bits
@@ -58,8 +56,8 @@ int main() {
                 put(a8_updated_param(p, m8, v8, k.step_size, k));
                 put(a8_unorm_term(m8, v8, k));
                 // codes after the blockwise normalisation (a division by the scale)
-                put(a8_signed_code(a8_quantize(m1, a8_div(m8, s1)), m8));
-                put(a8_quantize(m2, a8_div(v8, s2)));
+                put(a8_signed_code(a8_quantize_signed(b1, a8_div(m8, s1)), m8));
+                put(a8_quantize_unsigned(b2, a8_div(v8, s2)));
                 float m32 = m, v32 = v;
                 bool a32 = a8_moments32(m32, v32, g, skip != 0, k);
                 put(m32);
@@ -75,7 +73,12 @@ int main() {
                 for (float &x : history)
                     if (!get(x)) return 2;
                 if (!(get(norm) && get(t) && get(percentile))) return 2;
-                float scale = a8_percentile_scale(history, norm, t, percentile);
+                // As a8_finalize_clip does it: record, then the entry of rank `percentile`.
+                uint32_t slot = a8_history_record(history, norm, t);
+                float clip_sq = 0.0f;
+                for (uint32_t i = 0; i < A8_HISTORY; ++i)
+                    if (a8_history_rank(history, i) == (uint32_t)percentile) clip_sq = history[i];
+                float scale = a8_clip_scale(history[slot], clip_sq);
                 for (float x : history) put(x);
                 put(scale);
                 break;

@@ -2,12 +2,22 @@
 //! `csrc/adam8bit_abi.cuh` (the host test `tests/cuda_abi_layout.rs` compares every size, field
 //! offset and constant).
 
+use crate::qmap::{Qmap, BUCKETS};
 use crate::scalars::StepScalars;
 
 /// Tensors per launch: the batch travels as one kernel parameter (CUDA 12.1+ allows 32 KiB of
 /// parameters on sm_70 and newer), so no host staging buffer outlives the launch call.
 pub const MAX_TENSORS: usize = 128;
 pub const HISTORY: usize = crate::config::HISTORY;
+/// Blocks per chunk of the finalize kernels' first summation level.
+pub const CHUNK: u64 = 2048;
+
+/// The kernel-parameter limit of the driver (sm_70+, CUDA 12.1+).
+const MAX_PARAM_BYTES: usize = 32764;
+const _: () = assert!(
+    std::mem::size_of::<Batch>() <= MAX_PARAM_BYTES,
+    "a batch must fit in one kernel parameter"
+);
 
 pub const F32: u32 = 0;
 pub const F16: u32 = 1;
@@ -16,23 +26,46 @@ pub const BF16: u32 = 2;
 pub const CLIP: u32 = 1;
 pub const UNORM: u32 = 2;
 pub const SKIP_ZEROS: u32 = 4;
-pub const ALIGNED16: u32 = 8;
+pub const VECTOR: u32 = 8;
 pub const DYNAMIC: u32 = 16;
 
-/// Per-parameter device scalars.
+/// The maps' values and packed bucket tables, as the kernels stage them in shared memory.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Maps {
+    pub q1: [f32; 256],
+    pub q2: [f32; 256],
+    pub b1: [u32; BUCKETS],
+    pub b2: [u32; BUCKETS],
+}
+
+impl Maps {
+    pub fn new(signed: &Qmap, unsigned: &Qmap) -> Maps {
+        Maps {
+            q1: signed.values,
+            q2: unsigned.values,
+            b1: signed.packed_buckets(),
+            b2: unsigned.packed_buckets(),
+        }
+    }
+}
+
+/// Per-parameter device scalars. The accumulators have a slot per parity of the step: a step
+/// `t` accumulates into slot `t & 1` and clears the other for the next step.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Aux {
-    pub nonfinite: u64,
+    pub nonfinite: [u64; 2],
     pub max1: f32,
     pub max2: f32,
     pub dec1: f32,
     pub dec2: f32,
-    pub new_max1: u32,
-    pub new_max2: u32,
+    pub new_max1: [u32; 2],
+    pub new_max2: [u32; 2],
     pub gnorm_scale: f32,
     pub update_scale: f32,
     pub unorm_vec: f32,
+    pub ticket: u32,
     pub history: [f32; HISTORY],
 }
 
@@ -40,24 +73,42 @@ impl Aux {
     /// The state of a fresh parameter: scales 0, history 0, unit step scales.
     pub fn initial() -> Aux {
         Aux {
-            nonfinite: 0,
+            nonfinite: [0; 2],
             max1: 0.0,
             max2: 0.0,
             dec1: 0.0,
             dec2: 0.0,
-            new_max1: 0,
-            new_max2: 0,
+            new_max1: [0; 2],
+            new_max2: [0; 2],
             gnorm_scale: 1.0,
             update_scale: 1.0,
             unorm_vec: 0.0,
+            ticket: 0,
             history: [0.0; HISTORY],
         }
+    }
+
+    /// The non-finite count of the last step taken, `step` (its slot).
+    pub fn nonfinite_of(&self, step: u64) -> u64 {
+        self.nonfinite[(step & 1) as usize]
+    }
+
+    /// After the step counter moved from `old` to `new` (set_step, a checkpoint load): the last
+    /// step's count where the next reads it, and clean accumulators for the next step.
+    pub fn renumber(&mut self, old: u64, new: u64) {
+        let count = self.nonfinite_of(old);
+        let next = ((new + 1) & 1) as usize;
+        self.nonfinite[(new & 1) as usize] = count;
+        self.nonfinite[next] = 0;
+        self.new_max1[next] = 0;
+        self.new_max2[next] = 0;
+        self.ticket = 0;
     }
 }
 
 /// One tensor of a launch.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Tensor {
     pub p: u64,
     pub g: u64,
@@ -69,6 +120,7 @@ pub struct Tensor {
     pub aux: u64,
     pub n: u64,
     pub first_block: u64,
+    pub first_chunk: u64,
     pub k: StepScalars,
     pub dtype: u32,
     pub flags: u32,
@@ -84,5 +136,14 @@ pub struct Batch {
     pub maps: u64,
     pub count: u32,
     pub total_blocks: u64,
+    pub total_chunks: u64,
     pub t: [Tensor; MAX_TENSORS],
 }
+
+/// The finalize kernels' chunks of a tensor of `n` elements.
+pub fn chunks(n: u64) -> u64 {
+    n.div_ceil(crate::config::BLOCKSIZE * CHUNK)
+}
+
+// Plain arrays of 4-byte values: no padding, every bit pattern valid.
+impl crate::state::Pod for Maps {}

@@ -128,12 +128,6 @@ impl Context {
         // SAFETY: dev is valid.
         unsafe { result::device::get_attribute(self.dev, a) }.map_err(cu("cuDeviceGetAttribute"))
     }
-
-    /// Waits for all work of the context (state reads and writes, which may synchronise).
-    pub fn synchronize(&self) -> Result<()> {
-        let _bound = self.bind()?;
-        result::ctx::synchronize().map_err(cu("cuCtxSynchronize"))
-    }
 }
 
 impl Drop for Context {
@@ -254,5 +248,59 @@ impl Drop for DevBuf {
         let _bound = make_current(self.ctx);
         // SAFETY: allocated in `zeroed`, freed once, with its context current.
         let _ = unsafe { result::free_sync(self.ptr) };
+    }
+}
+
+/// A CUDA event of the handle's context (no timing), destroyed on drop. The caller has the
+/// context current for every call.
+pub struct Event {
+    ev: sys::CUevent,
+    ctx: sys::CUcontext,
+}
+
+// SAFETY: as for Context.
+unsafe impl Send for Event {}
+
+impl Event {
+    pub fn new(ctx: &Context) -> Result<Event> {
+        let _bound = ctx.bind()?;
+        let ev = result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)
+            .map_err(cu("cuEventCreate"))?;
+        Ok(Event { ev, ctx: ctx.ctx })
+    }
+
+    /// Marks the point `stream` has reached.
+    ///
+    /// # Safety
+    /// `stream` must be NULL (the legacy stream) or a live stream of the event's context.
+    pub unsafe fn record(&self, stream: sys::CUstream) -> Result<()> {
+        result::event::record(self.ev, stream).map_err(cu("cuEventRecord"))
+    }
+
+    /// Blocks the host until the recorded point is reached.
+    pub fn synchronize(&self) -> Result<()> {
+        // SAFETY: a live event.
+        unsafe { result::event::synchronize(self.ev) }.map_err(cu("cuEventSynchronize"))
+    }
+
+    /// Makes later work on `stream` wait for the recorded point (no host wait).
+    ///
+    /// # Safety
+    /// As for [`Event::record`].
+    pub unsafe fn wait_on(&self, stream: sys::CUstream) -> Result<()> {
+        result::stream::wait_event(
+            stream,
+            self.ev,
+            sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+        )
+        .map_err(cu("cuStreamWaitEvent"))
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        let _bound = make_current(self.ctx);
+        // SAFETY: created in `new`, destroyed once.
+        let _ = unsafe { result::event::destroy(self.ev) };
     }
 }

@@ -1,18 +1,25 @@
 //! The CUDA backend: kernels from `csrc/` embedded as one fatbin, launched through the driver
 //! API on the caller's stream.
 //!
-//! A step enqueues, in this order, with no host synchronisation: prefetch of paged states;
-//! `a8_prepare` (zero the per-step accumulators); with percentile clipping `a8_grad_norm` and
-//! `a8_finalize_clip` (norm, history and scale stay on the device); for non-blockwise tensors,
-//! and 32-bit ones with `max_unorm`, the reduction pass and `a8_finalize_update` (update scale,
-//! swap of the non-blockwise scales); then one update launch per path. Each launch covers up to
-//! [`abi::MAX_TENSORS`] tensors, passed by value as the kernel parameter, so no host buffer
-//! outlives the call that enqueues it.
+//! A step enqueues, with no host synchronisation: the prefetch of paged states; then per path,
+//! per launch of up to [`abi::MAX_TENSORS`] tensors: with percentile clipping `a8_grad_norm`
+//! and `a8_finalize_clip` (norm, history and scale stay on the device); for non-blockwise
+//! tensors, and 32-bit ones with `max_unorm`, the reduction pass and `a8_finalize_update`
+//! (update scale; swap of the non-blockwise scales); then the update. Each launch takes its
+//! work list by value as the kernel parameter (the driver copies it when the launch is
+//! enqueued), so one host buffer serves every launch and a step allocates nothing.
+//!
+//! Ordering without `cuCtxSynchronize`, which would stall every stream of the shared primary
+//! context: the library's own copies and memsets go to the legacy stream and are followed by
+//! an event (`writes_done`) that the next step's stream waits for; each step ends with an
+//! event (`step_done`) that state reads, writes and destroy wait for on the host, and that a
+//! step on another stream than the last waits for on the device.
 
 pub mod abi;
 pub mod driver;
 pub mod state;
 
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 
 use cudarc::driver::result;
@@ -23,15 +30,14 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::qmap::{SIGNED, UNSIGNED};
 use crate::scalars::StepScalars;
-use driver::{cu, Context, DevBuf, Module};
+use driver::{cu, Context, DevBuf, Event, Module};
 pub use state::DeviceState;
 
 const THREADS: u32 = 256;
 const WARPS_PER_CTA: u64 = (THREADS / 32) as u64;
 
-/// Kernels in the order of the step.
+/// The kernels.
 struct Kernels {
-    prepare: sys::CUfunction,
     grad_norm: sys::CUfunction,
     finalize_clip: sys::CUfunction,
     blockwise: sys::CUfunction,
@@ -42,10 +48,19 @@ struct Kernels {
     finalize_update: sys::CUfunction,
 }
 
-/// A CUDA handle's device: context, kernels, maps, and launch geometry.
+/// A CUDA handle's device: context, kernels, maps, launch geometry and ordering events.
 pub struct Backend {
-    // Field order is drop order: maps and module go before the context is released.
-    maps: DevBuf,
+    // Field order is drop order: events, maps and module go before the context is released.
+    step_done: Event,
+    writes_done: Event,
+    /// Whether a step was recorded in `step_done`, and on which stream.
+    last_stream: Cell<Option<sys::CUstream>>,
+    /// Library copies or memsets were queued since the last step.
+    writes_pending: Cell<bool>,
+    /// The launch's work list, reused by every launch.
+    batch: RefCell<Box<abi::Batch>>,
+    /// The tables the batch points the kernels at.
+    _maps: DevBuf,
     kernels: Kernels,
     /// Keeps the kernels loaded while the handle lives.
     _module: Module,
@@ -56,8 +71,9 @@ pub struct Backend {
     pub ctx: Context,
 }
 
-// SAFETY: CUfunction handles are plain driver handles, valid on any thread with the context
-// current, which every entry point ensures.
+// SAFETY: CUfunction and stream handles are plain driver handles, valid on any thread with the
+// context current, which every entry point ensures; the cells are only touched under the
+// handle's lock.
 unsafe impl Send for Backend {}
 
 /// One parameter's share of a CUDA step.
@@ -81,7 +97,6 @@ impl Backend {
         let module = Module::load(&ctx)?;
         let f = |name: &str| module.function(name);
         let kernels = Kernels {
-            prepare: f("a8_prepare")?,
             grad_norm: f("a8_grad_norm")?,
             finalize_clip: f("a8_finalize_clip")?,
             blockwise: f("a8_blockwise")?,
@@ -103,25 +118,30 @@ impl Backend {
         .map_err(cu("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?
         .max(1) as u64;
         let prefetch = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS)? != 0;
-        let maps = DevBuf::zeroed(&ctx, 512 * 4, false)?;
-        let values: Vec<f32> = SIGNED
-            .values
-            .iter()
-            .chain(UNSIGNED.values.iter())
-            .copied()
-            .collect();
-        maps.upload(crate::state::as_bytes(&values))?;
-        // The zeroing and the copy are asynchronous to the host for device memory; a step on a
-        // caller's non-blocking stream must not overtake them.
-        ctx.synchronize()?;
-        Ok(Backend {
-            maps,
+        let maps = DevBuf::zeroed(&ctx, std::mem::size_of::<abi::Maps>(), false)?;
+        let tables = Box::new(abi::Maps::new(&SIGNED, &UNSIGNED));
+        maps.upload(crate::state::as_bytes(std::slice::from_ref(&*tables)))?;
+        let backend = Backend {
+            step_done: Event::new(&ctx)?,
+            writes_done: Event::new(&ctx)?,
+            last_stream: Cell::new(None),
+            writes_pending: Cell::new(false),
+            batch: RefCell::new(Box::new(abi::Batch {
+                maps: maps.ptr,
+                count: 0,
+                total_blocks: 0,
+                total_chunks: 0,
+                t: [abi::Tensor::default(); abi::MAX_TENSORS],
+            })),
+            _maps: maps,
             kernels,
             _module: module,
             persistent_ctas: sms * resident,
             prefetch,
             ctx,
-        })
+        };
+        backend.note_writes()?;
+        Ok(backend)
     }
 
     /// Allocates a parameter's state (zeroed, as bitsandbytes starts it).
@@ -133,71 +153,145 @@ impl Backend {
         unorm: bool,
         paged: bool,
     ) -> Result<DeviceState> {
-        DeviceState::new(&self.ctx, path, numel, clips, unorm, paged)
+        let state = DeviceState::new(&self.ctx, path, numel, clips, unorm, paged)?;
+        self.note_writes()?;
+        Ok(state)
+    }
+
+    /// After the library queued copies or memsets on the legacy stream (which return before
+    /// the device has done them, and which a caller's non-blocking stream does not wait for):
+    /// the next step waits for them.
+    pub fn note_writes(&self) -> Result<()> {
+        let _bound = self.ctx.bind()?;
+        // SAFETY: the legacy stream.
+        unsafe { self.writes_done.record(std::ptr::null_mut()) }?;
+        self.writes_pending.set(true);
+        Ok(())
+    }
+
+    /// Blocks until this handle's last step and its own queued writes are done (not the
+    /// context's other work).
+    pub fn wait_idle(&self) -> Result<()> {
+        let _bound = self.ctx.bind()?;
+        if self.last_stream.get().is_some() {
+            self.step_done.synchronize()?;
+        }
+        if self.writes_pending.get() {
+            self.writes_done.synchronize()?;
+        }
+        Ok(())
     }
 
     /// Enqueues one step of every job on `stream`; returns without waiting for the GPU.
+    /// `jobs(path)` lists the step's jobs of one path (called once per path, and once more for
+    /// the prefetch).
     ///
     /// # Safety
     /// Each job's `param` and `grad` must be device-accessible pointers of this context to
     /// `numel` elements of `dtype`, valid until the stream reaches the step.
-    pub unsafe fn step(&self, jobs: &[Job<'_>], stream: *mut c_void) -> Result<()> {
+    pub unsafe fn step<'a, I: Iterator<Item = Job<'a>>>(
+        &self,
+        jobs: impl Fn(Option<Path>) -> I,
+        stream: *mut c_void,
+    ) -> Result<()> {
         let _bound = self.ctx.bind()?;
         let stream = stream as sys::CUstream;
         if self.prefetch {
-            self.prefetch_paged(jobs, stream)?;
+            self.prefetch_paged(jobs(None), stream)?;
         }
-        let by_path = |p: Path| -> Vec<abi::Tensor> {
-            jobs.iter()
-                .filter(|j| j.state.path == p)
-                .map(|j| self.tensor(j))
-                .collect()
-        };
-        let blockwise = batches(&by_path(Path::Blockwise8), &self.maps);
-        let dynamic = batches(&by_path(Path::Dynamic8), &self.maps);
-        let fp32 = batches(&by_path(Path::Fp32), &self.maps);
-
+        if self.writes_pending.get() {
+            self.writes_done.wait_on(stream)?;
+        }
+        if self.last_stream.get().is_some_and(|s| s != stream) {
+            self.step_done.wait_on(stream)?;
+        }
         // Up to the first launch nothing has changed; from it on, a failure leaves the step
         // partly applied and the handle's device state inconsistent.
-        let mut launched = 0usize;
-        let mut go = |f: sys::CUfunction, ctas: u32, b: &abi::Batch| -> Result<()> {
-            self.launch(f, ctas, b, stream).map_err(|e| match e {
-                Error::DeviceLost(m) => Error::DeviceLost(m),
-                e if launched > 0 => Error::DeviceLost(format!(
-                    "a step failed after {launched} of its launches were enqueued: {e}"
-                )),
-                e => e,
-            })?;
-            launched += 1;
+        let launched = Cell::new(0usize);
+        let enqueued = (|| {
+            for path in [Path::Blockwise8, Path::Dynamic8, Path::Fp32] {
+                let mut batch = self.batch.borrow_mut();
+                batch.count = 0;
+                for job in jobs(Some(path)) {
+                    let slot = batch.count as usize;
+                    batch.t[slot] = self.tensor(&job);
+                    batch.count += 1;
+                    if batch.count as usize == abi::MAX_TENSORS {
+                        self.launch_batch(path, &mut batch, stream, &launched)?;
+                        batch.count = 0;
+                    }
+                }
+                if batch.count > 0 {
+                    self.launch_batch(path, &mut batch, stream, &launched)?;
+                }
+            }
+            self.step_done.record(stream)
+        })();
+        match enqueued {
+            Ok(()) => {
+                self.writes_pending.set(false);
+                self.last_stream.set(Some(stream));
+                Ok(())
+            }
+            Err(Error::DeviceLost(m)) => Err(Error::DeviceLost(m)),
+            Err(e) if launched.get() > 0 => Err(Error::DeviceLost(format!(
+                "a step failed after {} of its launches were enqueued: {e}",
+                launched.get()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The kernels of one launch's tensors of `path`, in order.
+    unsafe fn launch_batch(
+        &self,
+        path: Path,
+        b: &mut abi::Batch,
+        stream: sys::CUstream,
+        launched: &Cell<usize>,
+    ) -> Result<()> {
+        let (mut blocks, mut chunks) = (0, 0);
+        for t in &mut b.t[..b.count as usize] {
+            t.first_block = blocks;
+            t.first_chunk = chunks;
+            blocks += t.n.div_ceil(BLOCKSIZE);
+            chunks += abi::chunks(t.n);
+        }
+        b.total_blocks = blocks;
+        b.total_chunks = chunks;
+        let sweep = blocks
+            .div_ceil(WARPS_PER_CTA)
+            .clamp(1, self.persistent_ctas) as u32;
+        let finalize = chunks as u32;
+        let go = |f: sys::CUfunction, ctas: u32| -> Result<()> {
+            // The driver copies the parameter when the launch is enqueued, so `b` is reused.
+            let mut params = [b as *const abi::Batch as *mut c_void];
+            result::launch_kernel(f, (ctas, 1, 1), (THREADS, 1, 1), 0, stream, &mut params)
+                .map_err(cu("cuLaunchKernel"))?;
+            launched.set(launched.get() + 1);
             Ok(())
         };
         let k = &self.kernels;
-        let all = || blockwise.iter().chain(&dynamic).chain(&fp32);
-        for b in all() {
-            go(k.prepare, 1, b)?;
+        let flags = b.t[0].flags;
+        if flags & abi::CLIP != 0 {
+            go(k.grad_norm, sweep)?;
+            go(k.finalize_clip, finalize)?;
         }
-        for b in all().filter(|b| b.t[0].flags & abi::CLIP != 0) {
-            go(k.grad_norm, self.sweep_ctas(b), b)?;
-            go(k.finalize_clip, b.count, b)?;
+        match path {
+            Path::Blockwise8 => go(k.blockwise, sweep),
+            Path::Dynamic8 => {
+                go(k.dynamic_reduce, sweep)?;
+                go(k.finalize_update, finalize)?;
+                go(k.dynamic_update, sweep)
+            }
+            Path::Fp32 => {
+                if flags & abi::UNORM != 0 {
+                    go(k.fp32_reduce, sweep)?;
+                    go(k.finalize_update, finalize)?;
+                }
+                go(k.fp32_update, sweep)
+            }
         }
-        for b in &dynamic {
-            go(k.dynamic_reduce, self.sweep_ctas(b), b)?;
-            go(k.finalize_update, b.count, b)?;
-        }
-        for b in fp32.iter().filter(|b| b.t[0].flags & abi::UNORM != 0) {
-            go(k.fp32_reduce, self.sweep_ctas(b), b)?;
-            go(k.finalize_update, b.count, b)?;
-        }
-        for b in &blockwise {
-            go(k.blockwise, self.sweep_ctas(b), b)?;
-        }
-        for b in &dynamic {
-            go(k.dynamic_update, self.sweep_ctas(b), b)?;
-        }
-        for b in &fp32 {
-            go(k.fp32_update, self.sweep_ctas(b), b)?;
-        }
-        Ok(())
     }
 
     fn tensor(&self, j: &Job<'_>) -> abi::Tensor {
@@ -207,12 +301,14 @@ impl Backend {
             .as_ref()
             .map_or((0, 0), |(a1, a2)| (a1.ptr, a2.ptr));
         let unorm = j.max_unorm > 0.0 && s.path != Path::Blockwise8;
-        let aligned = (j.param as usize | j.grad as usize).is_multiple_of(16);
+        // The quad accesses move 4 elements: 16 bytes of fp32, 8 of fp16/bf16.
+        let vector =
+            (j.param as usize | j.grad as usize).is_multiple_of(4 * j.dtype.size() as usize);
         let flags = [
             (j.percentile.is_some(), abi::CLIP),
             (unorm, abi::UNORM),
             (j.skip_zeros && s.path == Path::Fp32, abi::SKIP_ZEROS),
-            (aligned, abi::ALIGNED16),
+            (vector, abi::VECTOR),
             (s.path == Path::Dynamic8, abi::DYNAMIC),
         ]
         .iter()
@@ -229,6 +325,7 @@ impl Backend {
             aux: s.aux.ptr,
             n: s.numel,
             first_block: 0,
+            first_chunk: 0,
             k: j.scalars,
             dtype: match j.dtype {
                 Dtype::F32 => abi::F32,
@@ -242,32 +339,16 @@ impl Backend {
         }
     }
 
-    /// Enough CTAs for every warp to own a block, at most one device-full (persistent grid).
-    fn sweep_ctas(&self, b: &abi::Batch) -> u32 {
-        b.total_blocks
-            .div_ceil(WARPS_PER_CTA)
-            .clamp(1, self.persistent_ctas) as u32
-    }
-
-    unsafe fn launch(
+    unsafe fn prefetch_paged<'a>(
         &self,
-        f: sys::CUfunction,
-        ctas: u32,
-        b: &abi::Batch,
+        jobs: impl Iterator<Item = Job<'a>>,
         stream: sys::CUstream,
     ) -> Result<()> {
-        // The driver copies the parameter when the launch is enqueued, so `b` may go away after.
-        let mut params = [b as *const abi::Batch as *mut c_void];
-        result::launch_kernel(f, (ctas, 1, 1), (THREADS, 1, 1), 0, stream, &mut params)
-            .map_err(cu("cuLaunchKernel"))
-    }
-
-    unsafe fn prefetch_paged(&self, jobs: &[Job<'_>], stream: sys::CUstream) -> Result<()> {
         let location = sys::CUmemLocation {
             type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE,
             id: self.ctx.dev,
         };
-        for j in jobs.iter().filter(|j| j.state.paged) {
+        for j in jobs.filter(|j| j.state.paged) {
             for buf in [&j.state.s1, &j.state.s2] {
                 result::mem_prefetch_async(buf.ptr, buf.bytes, location, stream)
                     .map_err(cu("cuMemPrefetchAsync"))?;
@@ -275,25 +356,4 @@ impl Backend {
         }
         Ok(())
     }
-}
-
-/// Cuts a path's tensors into launches of at most MAX_TENSORS, with the prefix of blocks.
-fn batches(tensors: &[abi::Tensor], maps: &DevBuf) -> Vec<Box<abi::Batch>> {
-    tensors
-        .chunks(abi::MAX_TENSORS)
-        .map(|chunk| {
-            let mut b = Box::new(abi::Batch {
-                maps: maps.ptr,
-                count: chunk.len() as u32,
-                total_blocks: 0,
-                t: [chunk[0]; abi::MAX_TENSORS],
-            });
-            for (slot, t) in b.t.iter_mut().zip(chunk) {
-                *slot = *t;
-                slot.first_block = b.total_blocks;
-                b.total_blocks += t.n.div_ceil(BLOCKSIZE);
-            }
-            b
-        })
-        .collect()
 }

@@ -15,7 +15,8 @@ pub struct DeviceState {
     pub s1: DevBuf,
     pub s2: DevBuf,
     pub absmax: Option<(DevBuf, DevBuf)>,
-    /// Two f64 per block, for the sums that feed a scale (percentile clipping, max_unorm).
+    /// Two f64 per block and per finalize chunk, for the sums that feed a scale (percentile
+    /// clipping, max_unorm).
     pub partial: Option<DevBuf>,
     pub aux: DevBuf,
     pub paged: bool,
@@ -48,16 +49,15 @@ impl DeviceState {
             _ => None,
         };
         let reduces = clips || (unorm && path != Path::Blockwise8);
+        // Two f64 per block, then two per finalize chunk (csrc/adam8bit.cu, a8_chunk).
         let partial = if reduces {
-            Some(DevBuf::zeroed(ctx, blocks * 16, false)?)
+            let chunks = super::abi::chunks(numel) as usize;
+            Some(DevBuf::zeroed(ctx, (blocks + chunks) * 16, false)?)
         } else {
             None
         };
         let aux = DevBuf::zeroed(ctx, std::mem::size_of::<Aux>(), false)?;
         aux.upload(aux_bytes(&Aux::initial()))?;
-        // Zeroing and copies are asynchronous to the host for device memory; a first step on a
-        // caller's non-blocking stream must not overtake them.
-        ctx.synchronize()?;
         Ok(DeviceState {
             path,
             numel,
@@ -86,6 +86,13 @@ impl DeviceState {
         Ok(a)
     }
 
+    /// After `set_step` moved the step counter from `old` to `new` (synchronous copies).
+    pub fn renumber(&self, old: u64, new: u64) -> Result<()> {
+        let mut a = self.read_aux()?;
+        a.renumber(old, new);
+        self.aux.upload(aux_bytes(&a))
+    }
+
     /// Copies array `kind` into `dst` (length checked by the optimizer against the layout).
     pub fn read(&self, kind: StateKind, dst: &mut [u8]) -> Result<()> {
         match kind {
@@ -101,7 +108,7 @@ impl DeviceState {
     }
 
     /// Overwrites array `kind` with `src`; maps only with the library's own tables.
-    pub fn write(&mut self, kind: StateKind, src: &[u8]) -> Result<()> {
+    pub fn write(&self, kind: StateKind, src: &[u8]) -> Result<()> {
         match kind {
             StateKind::Qmap1 | StateKind::Qmap2 => {
                 let ours = if kind == StateKind::Qmap1 {

@@ -171,7 +171,10 @@ pub fn on_emulator(name: &str, body: impl FnOnce(&mut Digest)) {
 /// `F` must be the function's C signature.
 unsafe fn sym<F: Copy>(lib: *mut libc::c_void, name: &std::ffi::CStr) -> F {
     let p = libc::dlsym(lib, name.as_ptr());
-    assert!(!p.is_null(), "{name:?}: this libcuda.so is not the emulator");
+    assert!(
+        !p.is_null(),
+        "{name:?}: this libcuda.so is not the emulator"
+    );
     std::mem::transmute_copy::<*mut libc::c_void, F>(&p)
 }
 
