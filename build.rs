@@ -3,8 +3,8 @@
 //! With nvcc (`$NVCC`, else `$ADAM8BIT_NVCC_PREFIX/nvidia/cu13/bin/nvcc`, else the default prefix
 //! of `scripts/install-nvcc.sh`, else `nvcc` on PATH) every `csrc/*.cu` is compiled into ONE
 //! fatbin (SASS for sm_80 and sm_90, PTX for compute_90) that the crate embeds under the cfg
-//! `adam8bit_cuda`. The flags are those of DECISIONS rule 3: no FMA contraction, correctly
-//! rounded division and square root, no flush-to-zero, no fast-math. Without nvcc the crate builds
+//! `adam8bit_cuda`. The flags (`csrc/nvcc.flags`) are those of DECISIONS rule 3: no FMA
+//! contraction, correctly rounded division and square root, no flush-to-zero, no fast-math. Without nvcc the crate builds
 //! CPU-only (a warning says so) unless `ADAM8BIT_REQUIRE_CUDA=1`, which makes that an error.
 
 use std::path::{Path, PathBuf};
@@ -100,21 +100,16 @@ fn compile(nvcc: &Path, sources: &[PathBuf], fatbin: &Path) {
         "csrc/ must hold exactly one .cu file (adam8bit.cu), found {sources:?}"
     );
     let mut cmd = Command::new(nvcc);
-    cmd.args([
-        "-fatbin",
-        "-std=c++17",
-        "-O3",
-        "-fmad=false",
-        "-prec-div=true",
-        "-prec-sqrt=true",
-        "-ftz=false",
-        "-gencode=arch=compute_80,code=sm_80",
-        "-gencode=arch=compute_90,code=sm_90",
-        "-gencode=arch=compute_90,code=compute_90",
-        "-Icsrc",
-        "-o",
-    ])
-    .arg(fatbin);
+    cmd.arg("-fatbin")
+        .args(nvcc_flags())
+        .args([
+            "-gencode=arch=compute_80,code=sm_80",
+            "-gencode=arch=compute_90,code=sm_90",
+            "-gencode=arch=compute_90,code=compute_90",
+            "-Icsrc",
+            "-o",
+        ])
+        .arg(fatbin);
     cmd.args(sources);
     let status = cmd
         .status()
@@ -123,6 +118,17 @@ fn compile(nvcc: &Path, sources: &[PathBuf], fatbin: &Path) {
         status.success(),
         "nvcc failed to compile the CUDA kernels ({status})"
     );
+}
+
+/// The flags of `csrc/nvcc.flags` (one per line, `#` comments).
+fn nvcc_flags() -> Vec<String> {
+    std::fs::read_to_string("csrc/nvcc.flags")
+        .expect("csrc/nvcc.flags")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
 }
 
 /// `BNB_ADAM8BIT_ABI_VERSION` as `src/ffi/types.rs` defines it (the one definition; the header,

@@ -50,18 +50,21 @@ struct a8_walk {
     }
 };
 
-// The element of a lane's slot s (0..7) in its block, from the lane's first: quads 4 apart by 128.
-__device__ __forceinline__ unsigned long long a8_elem(unsigned long long first, int s) {
-    return first + (unsigned long long)(s / 4) * 128 + (unsigned long long)(s % 4);
+// Which of a lane's 8 slots (its quads: 4 elements from `first` and from first + 128) lie below
+// n, as a bit mask: one 64-bit comparison per quad, not one per element.
+__device__ __forceinline__ uint32_t a8_valid(unsigned long long first, unsigned long long n) {
+    unsigned long long r0 = n > first ? n - first : 0, r1 = n > first + 128 ? n - first - 128 : 0;
+    uint32_t k0 = r0 < 4 ? (uint32_t)r0 : 4u, k1 = r1 < 4 ? (uint32_t)r1 : 4u;
+    return ((1u << k0) - 1u) | (((1u << k1) - 1u) << 4);
 }
 
 // ---- loads and stores of a lane's 8 elements ----
 
 // Elements of `dtype` as f32, with their raw bits (to store back untouched), those at or past
 // n as 0.
-__device__ __forceinline__ void a8_load8(const void *base, uint32_t dtype, bool vec,
-                                         unsigned long long first, unsigned long long n,
-                                         float out[8], uint32_t raw[8]) {
+template <uint32_t dtype>
+__device__ __forceinline__ void a8_load8(const void *base, bool vec, unsigned long long first,
+                                         unsigned long long n, float out[8], uint32_t raw[8]) {
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
         float *o = out + 4 * q;
@@ -79,7 +82,7 @@ __device__ __forceinline__ void a8_load8(const void *base, uint32_t dtype, bool 
             }
             continue;
         }
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < 4; ++j) {  // cold path: an unaligned or partial quad
             if (e + j >= n) { o[j] = 0.0f; r[j] = 0; continue; }
             if (dtype == A8_F32) {
                 o[j] = static_cast<const float *>(base)[e + j];
@@ -92,21 +95,23 @@ __device__ __forceinline__ void a8_load8(const void *base, uint32_t dtype, bool 
     }
 }
 
-__device__ __forceinline__ uint32_t a8_encode(uint32_t dtype, float x) {
+template <uint32_t dtype>
+__device__ __forceinline__ uint32_t a8_encode(float x) {
     return dtype == A8_F32 ? a8_bits(x) : dtype == A8_F16 ? a8_f32_to_f16(x) : a8_f32_to_bf16(x);
 }
 
 // Stores the elements below n: those whose bit in `mask` is set rounded to the dtype, the
 // others as the raw bits they were loaded with (so a whole quad goes out as one vector; the
 // scalar path stores only the masked ones).
-__device__ __forceinline__ void a8_store8(void *base, uint32_t dtype, bool vec,
-                                          unsigned long long first, unsigned long long n,
-                                          const float in[8], const uint32_t raw[8], uint32_t mask) {
+template <uint32_t dtype>
+__device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long long first,
+                                          unsigned long long n, const float in[8],
+                                          const uint32_t raw[8], uint32_t mask) {
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
         uint32_t bits[4];
         for (int j = 0; j < 4; ++j)
-            bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode(dtype, in[4 * q + j]) : raw[4 * q + j];
+            bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode<dtype>(in[4 * q + j]) : raw[4 * q + j];
         if (vec && e + 4 <= n) {
             if (dtype == A8_F32) {
                 uint4 v = {bits[0], bits[1], bits[2], bits[3]};
@@ -117,7 +122,7 @@ __device__ __forceinline__ void a8_store8(void *base, uint32_t dtype, bool vec,
             }
             continue;
         }
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < 4; ++j) {  // cold path: an unaligned or partial quad
             if (e + j >= n || !((mask >> (4 * q + j)) & 1u)) continue;
             if (dtype == A8_F32) static_cast<uint32_t *>(base)[e + j] = bits[j];
             else static_cast<uint16_t *>(base)[e + j] = (uint16_t)bits[j];
@@ -136,7 +141,7 @@ __device__ __forceinline__ void a8_load_codes(const void *base, unsigned long lo
             for (int j = 0; j < 4; ++j) out[4 * q + j] = (uint8_t)(w >> (8 * j));
             continue;
         }
-        for (int j = 0; j < 4; ++j) out[4 * q + j] = e + j < n ? c[e + j] : 0;
+        for (int j = 0; j < 4; ++j) out[4 * q + j] = e + j < n ? c[e + j] : 0;  // cold path: partial
     }
 }
 
@@ -151,8 +156,9 @@ __device__ __forceinline__ void a8_store_codes(void *base, unsigned long long fi
                 x[0] | (x[1] << 8) | (x[2] << 16) | ((uint32_t)x[3] << 24);
             continue;
         }
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < 4; ++j) {  // cold path: a partial quad
             if (e + j < n) c[e + j] = x[j];
+        }
     }
 }
 
@@ -208,19 +214,21 @@ __device__ __forceinline__ void a8_stage_maps(a8_maps &s, const a8_maps *maps) {
 
 // ---- percentile clipping (rule 11): sum of squares of the finite raw gradient ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_grad_norm(const __grid_constant__ a8_batch b) {
+template <uint32_t D>
+__device__ __forceinline__ void a8_grad_norm_sweep(const a8_batch &b) {
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const uint32_t valid = a8_valid(first, T.n);
         float g[8];
         uint32_t raw[8];
-        a8_load8(T.g, T.dtype, T.flags & A8_VECTOR, first, T.n, g, raw);
+        a8_load8<D>(T.g, T.flags & A8_VECTOR, first, T.n, g, raw);
         double s = 0.0;
         for (int j = 0; j < 8; ++j)
-            if (a8_elem(first, j) < T.n && a8_isfinite(g[j])) s += (double)g[j] * (double)g[j];
+            if (((valid >> j) & 1u) && a8_isfinite(g[j])) s += (double)g[j] * (double)g[j];
         s = a8_warp_sum(s);
         if (lane == 0) T.partial[blk] = s;
     }
@@ -329,7 +337,8 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __gri
 
 // ---- blockwise 8-bit (rules 1-6) ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_constant__ a8_batch b) {
+template <uint32_t D>
+__device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
@@ -339,12 +348,13 @@ extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_cons
         const a8_scalars k = a8_step_scalars(T);
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const uint32_t valid = a8_valid(first, T.n);
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
         uint32_t graw[8], praw[8];
         uint8_t c1[8], c2[8];
-        a8_load8(T.g, T.dtype, vec, first, T.n, g, graw);
-        a8_load8(T.p, T.dtype, vec, first, T.n, p, praw);
+        a8_load8<D>(T.g, vec, first, T.n, g, graw);
+        a8_load8<D>(T.p, vec, first, T.n, p, praw);
         a8_load_codes(T.s1, first, T.n, c1);
         a8_load_codes(T.s2, first, T.n, c2);
         const float old1 = T.a1[blk], old2 = T.a2[blk];
@@ -352,7 +362,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_cons
         uint32_t finite = 0;
         unsigned long long bad = 0;
         for (int j = 0; j < 8; ++j) {
-            if (a8_elem(first, j) >= T.n) { m[j] = 0.0f; v[j] = 0.0f; continue; }  // padding: not in absmax
+            if (!((valid >> j) & 1u)) { m[j] = 0.0f; v[j] = 0.0f; continue; }  // padding: not in absmax
             bool f = a8_moments8(s.q1[c1[j]], s.q2[c2[j]], old1, old2, g[j], k, m[j], v[j]);
             mx1 = fmaxf(mx1, fabsf(m[j]));
             mx2 = fmaxf(mx2, fabsf(v[j]));
@@ -364,11 +374,13 @@ extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_cons
         // Every lane read the old absmax above; __syncwarp orders those reads before the store.
         __syncwarp();
         if (lane == 0) { T.a1[blk] = mx1; T.a2[blk] = mx2; }
+        const bool r1 = a8_divides_by_reciprocal(mx1), r2 = a8_divides_by_reciprocal(mx2);
+        const float y1 = a8_div(1.0f, mx1), y2 = a8_div(1.0f, mx2);
         for (int j = 0; j < 8; ++j) {
-            c1[j] = a8_signed_code(a8_quantize_signed(s.b1, a8_div(m[j], mx1)), m[j]);
-            c2[j] = a8_quantize_unsigned(s.b2, a8_div(v[j], mx2));
+            c1[j] = a8_signed_code(a8_quantize_signed(s.b1, a8_quotient(m[j], mx1, y1, r1)), m[j]);
+            c2[j] = a8_quantize_unsigned(s.b2, a8_quotient(v[j], mx2, y2, r2));
         }
-        a8_store8(T.p, T.dtype, vec, first, T.n, p, praw, finite);
+        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite);
         a8_store_codes(T.s1, first, T.n, c1);
         a8_store_codes(T.s2, first, T.n, c2);
         a8_count(T, blk, lane, bad);
@@ -377,7 +389,8 @@ extern "C" __global__ void __launch_bounds__(256) a8_blockwise(const __grid_cons
 
 // ---- non-blockwise 8-bit (rule 10): reduction pass, finalize, update pass ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(const __grid_constant__ a8_batch b) {
+template <uint32_t D>
+__device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
@@ -404,19 +417,20 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(const __grid
         const a8_scalars k = a8_step_scalars(T);
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const uint32_t valid = a8_valid(first, T.n);
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8];
         uint32_t raw[8];
         uint8_t c1[8], c2[8];
-        a8_load8(T.g, T.dtype, vec, first, T.n, g, raw);
+        a8_load8<D>(T.g, vec, first, T.n, g, raw);
         a8_load_codes(T.s1, first, T.n, c1);
         a8_load_codes(T.s2, first, T.n, c2);
         const bool unorm = T.flags & A8_UNORM;
-        if (unorm) a8_load8(T.p, T.dtype, vec, first, T.n, p, raw);
+        if (unorm) a8_load8<D>(T.p, vec, first, T.n, p, raw);
         float mx1 = 0.0f, mx2 = 0.0f;
         double us = 0.0, ps = 0.0;
         for (int j = 0; j < 8; ++j) {
-            if (a8_elem(first, j) >= T.n) continue;
+            if (!((valid >> j) & 1u)) continue;
             float m, v;
             bool f = a8_moments8(s.q1[c1[j]], s.q2[c2[j]], T.aux->max1, T.aux->max2, g[j], k, m, v);
             mx1 = fmaxf(mx1, fabsf(m));
@@ -437,7 +451,8 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce(const __grid
     flush();
 }
 
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid_constant__ a8_batch b) {
+template <uint32_t D>
+__device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
@@ -450,18 +465,19 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid
         const float recip1 = a8_div(1.0f, a->max1), recip2 = a8_div(1.0f, a->max2);
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const uint32_t valid = a8_valid(first, T.n);
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8];
         uint32_t graw[8], praw[8];
         uint8_t c1[8], c2[8];
-        a8_load8(T.g, T.dtype, vec, first, T.n, g, graw);
-        a8_load8(T.p, T.dtype, vec, first, T.n, p, praw);
+        a8_load8<D>(T.g, vec, first, T.n, g, graw);
+        a8_load8<D>(T.p, vec, first, T.n, p, praw);
         a8_load_codes(T.s1, first, T.n, c1);
         a8_load_codes(T.s2, first, T.n, c2);
         uint32_t finite = 0;
         unsigned long long bad = 0;
         for (int j = 0; j < 8; ++j) {
-            if (a8_elem(first, j) >= T.n) continue;
+            if (!((valid >> j) & 1u)) continue;
             float m, v;
             if (a8_moments8(s.q1[c1[j]], s.q2[c2[j]], a->dec1, a->dec2, g[j], k, m, v)) {
                 finite |= 1u << j;
@@ -472,7 +488,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid
             c1[j] = a8_signed_code(a8_quantize_signed(s.b1, m * recip1), m);
             c2[j] = a8_quantize_unsigned(s.b2, v * recip2);
         }
-        a8_store8(T.p, T.dtype, vec, first, T.n, p, praw, finite);
+        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite);
         a8_store_codes(T.s1, first, T.n, c1);
         a8_store_codes(T.s2, first, T.n, c2);
         a8_count(T, blk, lane, bad);
@@ -481,7 +497,8 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update(const __grid
 
 // ---- 32-bit (rule 9): optional reduction for max_unorm, then the update ----
 
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(const __grid_constant__ a8_batch b) {
+template <uint32_t D>
+__device__ __forceinline__ void a8_fp32_reduce_sweep(const a8_batch &b) {
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
@@ -489,16 +506,17 @@ extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(const __grid_co
         const a8_scalars k = a8_step_scalars(T);
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const uint32_t valid = a8_valid(first, T.n);
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
         uint32_t raw[8];
-        a8_load8(T.g, T.dtype, vec, first, T.n, g, raw);
-        a8_load8(T.p, T.dtype, vec, first, T.n, p, raw);
-        a8_load8(T.s1, A8_F32, true, first, T.n, m, raw);
-        a8_load8(T.s2, A8_F32, true, first, T.n, v, raw);
+        a8_load8<D>(T.g, vec, first, T.n, g, raw);
+        a8_load8<D>(T.p, vec, first, T.n, p, raw);
+        a8_load8<A8_F32>(T.s1, true, first, T.n, m, raw);
+        a8_load8<A8_F32>(T.s2, true, first, T.n, v, raw);
         double us = 0.0, ps = 0.0;
         for (int j = 0; j < 8; ++j) {
-            if (a8_elem(first, j) >= T.n) continue;
+            if (!((valid >> j) & 1u)) continue;
             if (a8_moments32(m[j], v[j], g[j], T.flags & A8_SKIP_ZEROS, k)) us += a8_unorm_term(m[j], v[j], k);
             ps += (double)p[j] * (double)p[j];
         }
@@ -508,7 +526,8 @@ extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce(const __grid_co
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_update(const __grid_constant__ a8_batch b) {
+template <uint32_t D>
+__device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
@@ -517,26 +536,49 @@ extern "C" __global__ void __launch_bounds__(256) a8_fp32_update(const __grid_co
         const float step_size = T.aux->update_scale * k.step_size;
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
+        const uint32_t valid = a8_valid(first, T.n);
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
         uint32_t graw[8], praw[8], mraw[8], vraw[8];
-        a8_load8(T.g, T.dtype, vec, first, T.n, g, graw);
-        a8_load8(T.p, T.dtype, vec, first, T.n, p, praw);
-        a8_load8(T.s1, A8_F32, true, first, T.n, m, mraw);
-        a8_load8(T.s2, A8_F32, true, first, T.n, v, vraw);
+        a8_load8<D>(T.g, vec, first, T.n, g, graw);
+        a8_load8<D>(T.p, vec, first, T.n, p, praw);
+        a8_load8<A8_F32>(T.s1, true, first, T.n, m, mraw);
+        a8_load8<A8_F32>(T.s2, true, first, T.n, v, vraw);
         uint32_t active = 0;
         unsigned long long bad = 0;
         for (int j = 0; j < 8; ++j) {
-            if (a8_elem(first, j) >= T.n) continue;
+            if (!((valid >> j) & 1u)) continue;
             bad += !a8_isfinite(g[j]);
             if (a8_moments32(m[j], v[j], g[j], T.flags & A8_SKIP_ZEROS, k)) {
                 active |= 1u << j;
                 p[j] = a8_updated_param(p[j], m[j], v[j], step_size, k);
             }
         }
-        a8_store8(T.p, T.dtype, vec, first, T.n, p, praw, active);
-        a8_store8(T.s1, A8_F32, true, first, T.n, m, mraw, 0xFFu);
-        a8_store8(T.s2, A8_F32, true, first, T.n, v, vraw, 0xFFu);
+        a8_store8<D>(T.p, vec, first, T.n, p, praw, active);
+        a8_store8<A8_F32>(T.s1, true, first, T.n, m, mraw, 0xFFu);
+        a8_store8<A8_F32>(T.s2, true, first, T.n, v, vraw, 0xFFu);
         a8_count(T, blk, lane, bad);
     }
 }
+
+// ---- the sweeps, one kernel per dtype (the host launches each tensor's): no dtype branch in
+// their loops ----
+
+extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f32(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F32>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_bf16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f32(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F32>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_bf16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f32(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F32>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f32(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F32>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f32(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F32>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_bf16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f32(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F32>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_bf16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_BF16>(b); }

@@ -533,6 +533,16 @@ fn a_step_never_synchronises_the_host_and_makes_the_documented_launches() {
                     batches_8bit * per_batch_8bit + batches_fp32 * per_batch_fp32,
                     "launches for clip {clip}, block_wise {block_wise}, max_unorm {unorm}"
                 );
+                // State reads wait for the handle's own step (an event), never for the whole
+                // context, which PyTorch's streams share.
+                let syncs = emu.counter("calls:cuCtxSynchronize");
+                d.add(&pair.gpu.read(0, BNB_STATE1));
+                let _ = pair.gpu.info(0);
+                assert_eq!(
+                    emu.counter("calls:cuCtxSynchronize"),
+                    syncs,
+                    "a read synchronised the context"
+                );
                 synchronize();
                 d.add(&pair.dev[0].read());
             }

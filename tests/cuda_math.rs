@@ -441,3 +441,58 @@ fn percentile_clipping_equals_the_cpu_backend_bit_for_bit() {
     }
     assert!(o.0.is_empty());
 }
+
+/// The blockwise quantizers divide by the block's absmax through its reciprocal (Markstein's
+/// three operations, csrc/adam8bit_math.cuh): the codes equal those of the true division, for
+/// absmax values across the whole float range (all-ones significands and powers of two
+/// among them) and values from 0 to the absmax, subnormal and tiny ones included, and values
+/// whose quotient lies within 2 ulp of a midpoint. Without the correction step (q = a * y
+/// alone) it fails (checked).
+#[test]
+fn quantizer_division_by_the_reciprocal_gives_the_division_codes() {
+    let mut rng = Rng(0xD1D0);
+    let mut pairs = Vec::new();
+    for i in 0..4000u32 {
+        let b = match i % 4 {
+            0 => f32::from_bits(((i % 253 + 1) << 23) | 0x7F_FFFF),
+            1 => f32::from_bits((i % 253 + 1) << 23),
+            _ => f32::from_bits(0x0080_0000 + (rng.next_u64() as u32) % 0x7E00_0000),
+        };
+        for k in 0..250 {
+            let a = match k % 5 {
+                0 => b * rng.uniform(),
+                1 => -b * rng.uniform(),
+                2 => f32::from_bits((rng.next_u64() as u32) % b.to_bits().max(1)),
+                3 => -f32::from_bits((rng.next_u64() as u32) % b.to_bits().max(1)),
+                _ => [b, -b, 0.0, -0.0, f32::from_bits(1)][k / 5 % 5],
+            };
+            pairs.push((a, b));
+        }
+        // Values whose quotient lies at or next to a midpoint, where an ulp changes the code.
+        if i % 10 == 0 {
+            for q in [&*SIGNED, &*UNSIGNED] {
+                for &m in &q.mids[..255] {
+                    let a = m * b;
+                    for d in -2i32..=2 {
+                        pairs.push((f32::from_bits((a.to_bits() as i32 + d) as u32), b));
+                    }
+                }
+            }
+        }
+    }
+    let records: Vec<u8> = pairs
+        .iter()
+        .flat_map(|(a, b)| a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
+        .collect();
+    let out = run(5, pairs.len(), &records);
+    let mut o = Out(&out);
+    for &(a, b) in &pairs {
+        let (s, u) = (o.u8(), o.u8());
+        assert_eq!(s, SIGNED.quantize(a / b), "signed code of {a:e} / {b:e}");
+        assert_eq!(
+            u,
+            UNSIGNED.quantize(a.abs() / b),
+            "unsigned code of |{a:e}| / {b:e}"
+        );
+    }
+}

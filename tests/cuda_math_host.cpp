@@ -83,6 +83,15 @@ int main() {
                 put(scale);
                 break;
             }
+            case 5: {  // a block's quantizer division: value, absmax -> both codes
+                float a, b;
+                if (!(get(a) && get(b))) return 2;
+                bool rcp = a8_divides_by_reciprocal(b);
+                float y = a8_div(1.0f, b);
+                put(a8_quantize_signed(b1, a8_quotient(a, b, y, rcp)));
+                put(a8_quantize_unsigned(b2, a8_quotient(a < 0 ? -a : a, b, y, rcp)));
+                break;
+            }
             default:
                 return 3;
             }

@@ -462,86 +462,171 @@ fn time_ms(runs: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<f32
     Ok(ms[ms.len() / 2])
 }
 
-/// On the emulated device (tools/cuemu) the timings mean nothing: the benchmark only runs,
-/// at a small size, so that its code is exercised.
-fn bench(emulated: bool) -> Result<(), String> {
-    let (n, copy_bytes): (u64, usize) = if emulated {
-        (1 << 16, 1 << 22)
-    } else {
-        (1 << 28, 1 << 30)
-    };
-    if emulated {
-        println!("emulated device: the timings below are meaningless");
+/// Device memory filled with N(0, sd^2) values of `dtype`: one host chunk of normals, uploaded
+/// over and over (a 7B-parameter list does not fit in host memory twice; the values need only
+/// be realistic, so that v does not underflow and the quantizer does real work).
+struct Filled(Dev);
+
+impl Filled {
+    fn new(chunk: &[f32], n: usize, dtype: bnb_dtype_t, sd: f32) -> Result<Filled, String> {
+        let width = if dtype == BNB_DTYPE_F32 { 4 } else { 2 };
+        let head = &chunk[..n.min(chunk.len())];
+        let bytes = encode(&head.iter().map(|x| x * sd).collect::<Vec<_>>(), dtype);
+        let p = cu(
+            unsafe { result::malloc_sync((n * width).max(1)) },
+            "cuMemAlloc",
+        )?;
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(head.len());
+            cu(
+                unsafe { result::memcpy_htod_sync(p + (done * width) as u64, &bytes[..k * width]) },
+                "cuMemcpyHtoD",
+            )?;
+            done += k;
+        }
+        cu(result::ctx::synchronize(), "cuCtxSynchronize")?;
+        Ok(Filled(Dev(p, n * width)))
     }
-    let src = cu(unsafe { result::malloc_sync(copy_bytes) }, "alloc")?;
-    let dst = cu(unsafe { result::malloc_sync(copy_bytes) }, "alloc")?;
-    let copy = time_ms(20, || {
+}
+
+/// LLaMA-7B's tensors (embedding, per layer q, k, v, o, gate, up, down and two norms, the final
+/// norm, the output head), every dimension divided by `div`.
+fn llama7b(div: u64) -> Vec<u64> {
+    let (h, ff, vocab) = (4096 / div, 11008 / div, 32000 / div);
+    let mut v = vec![vocab * h];
+    for _ in 0..32 {
+        v.extend([h * h, h * h, h * h, h * h, ff * h, ff * h, h * ff, h, h]);
+    }
+    v.extend([h, vocab * h]);
+    v
+}
+
+/// Median milliseconds of a device-to-device copy of `bytes`, by events.
+fn copy_ms(bytes: usize) -> Result<f32, String> {
+    let src = cu(unsafe { result::malloc_sync(bytes) }, "alloc")?;
+    let dst = cu(unsafe { result::malloc_sync(bytes) }, "alloc")?;
+    let ms = time_ms(20, || {
         cu(
-            unsafe { result::memcpy_dtod_async(dst, src, copy_bytes, std::ptr::null_mut()) },
+            unsafe { result::memcpy_dtod_async(dst, src, bytes, std::ptr::null_mut()) },
             "copy",
         )
-    })?;
+    });
     unsafe {
         let _ = result::free_sync(src);
         let _ = result::free_sync(dst);
     }
-    let copy_gbs = 2.0 * copy_bytes as f64 / (copy as f64 * 1e-3) / 1e9;
-    println!(
-        "device-to-device copy: {copy:.3} ms for {} MiB, {copy_gbs:.1} GB/s (read + write)",
-        copy_bytes >> 20
-    );
-    for (dtype, name, bytes_per) in [
-        (BNB_DTYPE_F32, "fp32", 16.0),
-        (BNB_DTYPE_BF16, "bf16", 10.0),
-    ] {
-        let h = Handle::new(&bnb_adam8bit_config_t::default(), BNB_DEVICE_CUDA)?;
-        let mut id = 0;
+    ms
+}
+
+/// One timing: a step of `sizes` (one step_many) against a copy of the same bytes.
+fn bench_list(
+    name: &str,
+    sizes: &[u64],
+    dtype: bnb_dtype_t,
+    chunk: &[f32],
+    runs: usize,
+) -> Result<(), String> {
+    let h = Handle::with_params(
+        &bnb_adam8bit_config_t::default(),
+        BNB_DEVICE_CUDA,
+        sizes,
+        dtype,
+    )?;
+    let mut bufs = Vec::new();
+    for &n in sizes {
+        let p = Filled::new(chunk, n as usize, dtype, 1.0)?;
+        let g = Filled::new(chunk, n as usize, dtype, 1e-2)?;
+        bufs.push((p, g));
+    }
+    let items: Vec<bnb_step_item_t> = bufs
+        .iter()
+        .enumerate()
+        .map(|(id, (p, g))| bnb_step_item_t {
+            id: id as u32,
+            param: (p.0).0 as *mut c_void,
+            grad: (g.0).0 as *const c_void,
+        })
+        .collect();
+    let ms = time_ms(runs, || {
         check(
-            unsafe { bnb_adam8bit_add_param(h.0, n, dtype, &mut id) },
-            "add",
+            unsafe {
+                bnb_adam8bit_step_many(h.0, items.as_ptr(), items.len(), std::ptr::null_mut())
+            },
+            "step_many",
+        )
+    })?;
+    // The host side of a step: the call alone, which enqueues and returns.
+    let mut host_us = Vec::new();
+    for _ in 0..runs.max(5) {
+        let start = std::time::Instant::now();
+        check(
+            unsafe {
+                bnb_adam8bit_step_many(h.0, items.as_ptr(), items.len(), std::ptr::null_mut())
+            },
+            "step_many",
         )?;
-        let width = if dtype == BNB_DTYPE_F32 { 4 } else { 2 };
-        let p = cu(
-            unsafe { result::malloc_sync(n as usize * width) },
-            "alloc p",
+        host_us.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    cu(result::ctx::synchronize(), "cuCtxSynchronize")?;
+    host_us.sort_by(f64::total_cmp);
+    let width: u64 = if dtype == BNB_DTYPE_F32 { 4 } else { 2 };
+    let elements: u64 = sizes.iter().sum();
+    // Gradient read, parameter read and write, two codes read and write (8-bit tensors).
+    let moved = elements * (3 * width + 4);
+    let copy = copy_ms((moved / 2) as usize)?;
+    let (gbs, copy_gbs) = (
+        moved as f64 / (ms as f64 * 1e6),
+        moved as f64 / (copy as f64 * 1e6),
+    );
+    println!(
+        "{name}: {} tensors, {elements} elements: step {ms:.3} ms, {gbs:.1} GB/s; copy of the same \
+         bytes {copy:.3} ms, {copy_gbs:.1} GB/s; step at {:.0}% of the copy; host side of \
+         the call {:.0} us",
+        sizes.len(),
+        100.0 * gbs / copy_gbs,
+        host_us[host_us.len() / 2]
+    );
+    Ok(())
+}
+
+/// Throughput against a device-to-device copy of the same bytes measured in the same run. On
+/// the emulated device (tools/cuemu) the timings mean nothing: the benchmark only runs, at a
+/// small size, so that its code is exercised.
+fn bench(emulated: bool) -> Result<(), String> {
+    if emulated {
+        println!("emulated device: the timings below are meaningless");
+    }
+    let (single, div, runs) = if emulated {
+        (1u64 << 16, 256, 2)
+    } else {
+        (1u64 << 28, 1, 30)
+    };
+    let mut rng = Rng(0x5eed);
+    let chunk: Vec<f32> = (0..1 << 22).map(|_| rng.normal()).collect();
+    for (dtype, name) in [(BNB_DTYPE_F32, "fp32"), (BNB_DTYPE_BF16, "bf16")] {
+        bench_list(
+            &format!(
+                "blockwise {name}, one tensor of 2^{}",
+                single.trailing_zeros()
+            ),
+            &[single],
+            dtype,
+            &chunk,
+            runs,
         )?;
-        let g = cu(
-            unsafe { result::malloc_sync(n as usize * width) },
-            "alloc g",
+        let shape = if div == 1 {
+            "LLaMA-7B".to_string()
+        } else {
+            format!("LLaMA-7B / {div}")
+        };
+        bench_list(
+            &format!("{shape} {name}"),
+            &llama7b(div),
+            dtype,
+            &chunk,
+            runs,
         )?;
-        cu(
-            unsafe { result::memset_d8_sync(p, 0x3c, n as usize * width) },
-            "memset",
-        )?;
-        cu(
-            unsafe { result::memset_d8_sync(g, 0x1c, n as usize * width) },
-            "memset",
-        )?;
-        let ms = time_ms(30, || {
-            check(
-                unsafe {
-                    bnb_adam8bit_step(
-                        h.0,
-                        id,
-                        p as *mut c_void,
-                        g as *const c_void,
-                        std::ptr::null_mut(),
-                    )
-                },
-                "step",
-            )
-        })?;
-        let gbs = bytes_per * n as f64 / (ms as f64 * 1e-3) / 1e9;
-        println!(
-            "blockwise step {name}, n = 2^{}: {ms:.3} ms, {gbs:.1} GB/s at {bytes_per} bytes/element \
-             (grad read, param read+write, 2 codes read+write), {:.0}% of the copy",
-            n.trailing_zeros(),
-            100.0 * gbs / copy_gbs
-        );
-        unsafe {
-            let _ = result::free_sync(p);
-            let _ = result::free_sync(g);
-        }
     }
     Ok(())
 }

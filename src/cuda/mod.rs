@@ -1,8 +1,9 @@
 //! The CUDA backend: kernels from `csrc/` embedded as one fatbin, launched through the driver
 //! API on the caller's stream.
 //!
-//! A step enqueues, with no host synchronisation: the prefetch of paged states; then per path,
-//! per launch of up to [`abi::MAX_TENSORS`] tensors: with percentile clipping `a8_grad_norm`
+//! A step enqueues, with no host synchronisation: the prefetch of paged states; then per path
+//! and dtype (each sweep kernel is compiled once per dtype), per launch of up to
+//! [`abi::MAX_TENSORS`] tensors: with percentile clipping `a8_grad_norm`
 //! and `a8_finalize_clip` (norm, history and scale stay on the device); for non-blockwise
 //! tensors, and 32-bit ones with `max_unorm`, the reduction pass and `a8_finalize_update`
 //! (update scale; swap of the non-blockwise scales); then the update. Each launch takes its
@@ -36,15 +37,18 @@ pub use state::DeviceState;
 const THREADS: u32 = 256;
 const WARPS_PER_CTA: u64 = (THREADS / 32) as u64;
 
+/// A sweep kernel per dtype of the tensors it steps (indexed by `abi::F32`, `F16`, `BF16`).
+type PerDtype = [sys::CUfunction; 3];
+
 /// The kernels.
 struct Kernels {
-    grad_norm: sys::CUfunction,
+    grad_norm: PerDtype,
     finalize_clip: sys::CUfunction,
-    blockwise: sys::CUfunction,
-    dynamic_reduce: sys::CUfunction,
-    dynamic_update: sys::CUfunction,
-    fp32_reduce: sys::CUfunction,
-    fp32_update: sys::CUfunction,
+    blockwise: PerDtype,
+    dynamic_reduce: PerDtype,
+    dynamic_update: PerDtype,
+    fp32_reduce: PerDtype,
+    fp32_update: PerDtype,
     finalize_update: sys::CUfunction,
 }
 
@@ -96,21 +100,28 @@ impl Backend {
         let _bound = ctx.bind()?;
         let module = Module::load(&ctx)?;
         let f = |name: &str| module.function(name);
+        let sweep = |name: &str| -> Result<PerDtype> {
+            Ok([
+                f(&format!("{name}_f32"))?,
+                f(&format!("{name}_f16"))?,
+                f(&format!("{name}_bf16"))?,
+            ])
+        };
         let kernels = Kernels {
-            grad_norm: f("a8_grad_norm")?,
+            grad_norm: sweep("a8_grad_norm")?,
             finalize_clip: f("a8_finalize_clip")?,
-            blockwise: f("a8_blockwise")?,
-            dynamic_reduce: f("a8_dynamic_reduce")?,
-            dynamic_update: f("a8_dynamic_update")?,
-            fp32_reduce: f("a8_fp32_reduce")?,
-            fp32_update: f("a8_fp32_update")?,
+            blockwise: sweep("a8_blockwise")?,
+            dynamic_reduce: sweep("a8_dynamic_reduce")?,
+            dynamic_update: sweep("a8_dynamic_update")?,
+            fp32_reduce: sweep("a8_fp32_reduce")?,
+            fp32_update: sweep("a8_fp32_update")?,
             finalize_update: f("a8_finalize_update")?,
         };
         let sms = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u64;
         // SAFETY: a valid function handle and block size.
         let resident = unsafe {
             result::occupancy::max_active_block_per_multiprocessor(
-                kernels.blockwise,
+                kernels.blockwise[abi::F32 as usize],
                 THREADS as i32,
                 0,
             )
@@ -209,10 +220,14 @@ impl Backend {
         // partly applied and the handle's device state inconsistent.
         let launched = Cell::new(0usize);
         let enqueued = (|| {
-            for path in [Path::Blockwise8, Path::Dynamic8, Path::Fp32] {
+            let dtypes = [Dtype::F32, Dtype::F16, Dtype::Bf16];
+            for (path, dtype) in [Path::Blockwise8, Path::Dynamic8, Path::Fp32]
+                .into_iter()
+                .flat_map(|p| dtypes.map(|d| (p, d)))
+            {
                 let mut batch = self.batch.borrow_mut();
                 batch.count = 0;
-                for job in jobs(Some(path)) {
+                for job in jobs(Some(path)).filter(|j| j.dtype == dtype) {
                     let slot = batch.count as usize;
                     batch.t[slot] = self.tensor(&job);
                     batch.count += 1;
@@ -242,7 +257,7 @@ impl Backend {
         }
     }
 
-    /// The kernels of one launch's tensors of `path`, in order.
+    /// The kernels of one launch's tensors of `path` (all of one dtype), in order.
     unsafe fn launch_batch(
         &self,
         path: Path,
@@ -272,24 +287,24 @@ impl Backend {
             Ok(())
         };
         let k = &self.kernels;
-        let flags = b.t[0].flags;
+        let (flags, d) = (b.t[0].flags, b.t[0].dtype as usize);
         if flags & abi::CLIP != 0 {
-            go(k.grad_norm, sweep)?;
+            go(k.grad_norm[d], sweep)?;
             go(k.finalize_clip, finalize)?;
         }
         match path {
-            Path::Blockwise8 => go(k.blockwise, sweep),
+            Path::Blockwise8 => go(k.blockwise[d], sweep),
             Path::Dynamic8 => {
-                go(k.dynamic_reduce, sweep)?;
+                go(k.dynamic_reduce[d], sweep)?;
                 go(k.finalize_update, finalize)?;
-                go(k.dynamic_update, sweep)
+                go(k.dynamic_update[d], sweep)
             }
             Path::Fp32 => {
                 if flags & abi::UNORM != 0 {
-                    go(k.fp32_reduce, sweep)?;
+                    go(k.fp32_reduce[d], sweep)?;
                     go(k.finalize_update, finalize)?;
                 }
-                go(k.fp32_update, sweep)
+                go(k.fp32_update[d], sweep)
             }
         }
     }

@@ -1,0 +1,117 @@
+"""Prints the CUDA kernels' static cost table (see scripts/kernel-costs.sh).
+
+The instructions of a sweep's persistent loop (its longest backward branch) are split by the
+line table: those whose inline stack touches a source block marked "cold path" (the scalar
+code for an unaligned or partial quad, subnormal halves) and the rest, the path an aligned
+full block takes. The loop handles 8 elements per lane, so hot / 8 is the issue count per
+element that the budget is set against.
+"""
+import re
+import sys
+
+SMS, CLOCK_HZ, ISSUE_PER_SM = 132, 1.98e9, 4 * 32  # H200 SXM: 4 schedulers x 32 lanes per clock
+PEAK_BYTES = 4.8e12
+BYTES = {"f32": 16, "f16": 10, "bf16": 10}  # blockwise: grad, param read + write, 2 codes r + w
+REGS_PER_SM, THREADS_PER_SM, CTAS_PER_SM, SMEM_PER_SM, SMEM_RESERVED = 65536, 2048, 32, 233472, 1024
+
+
+def cold_lines(paths):
+    """Every line of a block whose first line says "cold path", by file."""
+    cold = {}
+    for path in paths:
+        lines = open(path).read().split("\n")
+        marked = set()
+        for i, line in enumerate(lines):
+            if "cold path" not in line:
+                continue
+            depth = line.count("{") - line.count("}")
+            j = i
+            marked.add(j + 1)
+            while depth > 0 and j + 1 < len(lines):
+                j += 1
+                depth += lines[j].count("{") - lines[j].count("}")
+                marked.add(j + 1)
+        cold[path.split("/")[-1]] = marked
+    return cold
+
+
+def kernels(sass):
+    """name -> list of (address, set of (file, line) of its inline stack)."""
+    out, name, stack, pending = {}, None, [], False
+    for line in sass.split("\n"):
+        m = re.match(r"^\.text\.(\w+):", line)
+        if m:
+            name, stack = m.group(1), []
+            out[name] = []
+            continue
+        m = re.match(r'\s*//## File "([^"]+)", line (\d+)', line)
+        if m:
+            if not pending:
+                stack = []
+            pending = True
+            for f, l in re.findall(r'"([^"]+)", line (\d+)', line):
+                stack.append((f.split("/")[-1], int(l)))
+            continue
+        m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+([^;]*);", line)
+        if m and name:
+            pending = False
+            out[name].append((int(m.group(1), 16), m.group(2).strip(), tuple(stack)))
+    return out
+
+
+def loop(instrs):
+    spans = []
+    labels = {}
+    for a, text, _ in instrs:
+        m = re.search(r"BRA[^`]*`\((\.L_x_\d+)\)", text)
+        if m:
+            labels.setdefault(m.group(1), []).append(a)
+    return spans, labels
+
+
+def main():
+    res, sass_path, *sources = sys.argv[1:]
+    usage = {}
+    for name, regs, stack, shared in re.findall(
+        r"Function (\w+):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:(\d+)", open(res).read()
+    ):
+        usage[name] = (int(regs), int(stack), int(shared))
+    sass = open(sass_path).read()
+    # Label addresses: ".L_x_N:" lines precede the instruction at that address.
+    label_at, current = {}, None
+    for line in sass.split("\n"):
+        m = re.match(r"^(\.L_x_\d+):", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(r"\s*/\*([0-9a-f]{4,})\*/", line)
+        if m and current:
+            label_at[current] = int(m.group(1), 16)
+            current = None
+    cold = cold_lines(sources)
+    print("| kernel | registers | stack | shared | CTAs/SM | loop instructions | hot path / element | budget / element |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, instrs in sorted(kernels(sass).items()):
+        regs, stack, shared = usage.get(name, (0, 0, 0))
+        warp_regs = -(-max(regs, 1) * 32 // 256) * 256
+        ctas = min(CTAS_PER_SM, THREADS_PER_SM // 256, REGS_PER_SM // (warp_regs * 8),
+                   SMEM_PER_SM // (shared + SMEM_RESERVED))
+        best = None
+        for a, text, _ in instrs:
+            m = re.search(r"BRA[^`]*`\((\.L_x_\d+)\)", text)
+            if m and label_at.get(m.group(1), a + 1) < a:
+                span = (label_at[m.group(1)], a)
+                if best is None or span[1] - span[0] > best[1] - best[0]:
+                    best = span
+        cells = ["", "", ""]
+        if best and re.search(r"_(f32|f16|bf16)$", name):
+            body = [i for i in instrs if best[0] <= i[0] <= best[1]]
+            hot = [i for i in body if not any(l in cold.get(f, ()) for f, l in i[2])]
+            dtype = name.rsplit("_", 1)[1]
+            budget = SMS * CLOCK_HZ * ISSUE_PER_SM / (0.9 * PEAK_BYTES / BYTES[dtype])
+            cells = [str(len(body)), f"{len(hot) / 8:.0f}",
+                     f"{budget:.0f}" if name.startswith("a8_blockwise") else ""]
+        print(f"| {name} | {regs} | {stack} | {shared} | {ctas} | " + " | ".join(cells) + " |")
+
+
+main()
