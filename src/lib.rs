@@ -46,3 +46,6 @@ pub mod rng;
 pub mod scalars;
 /// cbindgen:ignore
 pub mod state;
+/// cbindgen:ignore
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;

@@ -539,3 +539,11 @@ fn unknown(id: u32, count: usize) -> Error {
         "unknown parameter id {id} (this handle has {count} parameters)"
     ))
 }
+
+#[cfg(feature = "test-hooks")]
+impl Optimizer {
+    /// See [`crate::test_hooks::panic_in_next_update`].
+    pub(crate) fn arm_update_panic(&mut self) {
+        self.scratch.cpu.panic_in_update = true;
+    }
+}

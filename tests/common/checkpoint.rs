@@ -2,7 +2,7 @@
 //! (to prove "unchanged"), and a deterministic little training run.
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use adam8bit::ffi::checkpoint::*;
 use adam8bit::ffi::params::bnb_adam8bit_num_params;
@@ -155,6 +155,15 @@ pub fn mixed_handle(seed: u64, steps: usize) -> Handle {
 /// A fresh handle with the same registrations as [`mixed_handle`] and no steps.
 pub fn mixed_empty() -> Handle {
     mixed_handle(0, 0)
+}
+
+/// Every file of `dir` and its bytes.
+pub fn dir_contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect()
 }
 
 /// A fresh, empty directory for one test (under the system's temp dir, removed first).

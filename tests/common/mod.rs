@@ -300,3 +300,4 @@ impl Drop for Handle {
 pub use adam8bit::rng::Rng;
 
 pub mod checkpoint;
+pub mod counting_alloc;
