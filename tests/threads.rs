@@ -18,16 +18,6 @@ use adam8bit::ffi::handle::*;
 use adam8bit::ffi::params::*;
 use adam8bit::ffi::types::*;
 
-/// Under ThreadSanitizer (`scripts/test-tsan.sh` sets it) every access is checked and costs
-/// ~10x: the same tests, with fewer repetitions.
-fn scaled(n: usize) -> usize {
-    if std::env::var_os("ADAM8BIT_TSAN").is_some() {
-        n.div_ceil(5)
-    } else {
-        n
-    }
-}
-
 thread_local! {
     /// Library calls this thread made, for the figures the tests print.
     static CALLS: Cell<u64> = const { Cell::new(0) };
@@ -121,7 +111,7 @@ fn train_alone(seed: u64, steps: usize) -> Fingerprint {
 
 #[test]
 fn many_threads_on_many_handles_equal_the_sequential_runs() {
-    let (threads, steps) = (8, scaled(50));
+    let (threads, steps) = (8, 50);
     let want: Vec<Fingerprint> = (0..threads).map(|t| train_alone(t, steps)).collect();
     let (got, calls): (Vec<Fingerprint>, Vec<u64>) = std::thread::scope(|s| {
         let runs: Vec<_> = (0..threads)
@@ -143,7 +133,7 @@ fn many_threads_on_many_handles_equal_the_sequential_runs() {
 
 #[test]
 fn set_num_threads_while_other_threads_step() {
-    let (threads, steps) = (4, scaled(30));
+    let (threads, steps) = (4, 30);
     let want: Vec<Fingerprint> = (0..threads).map(|t| train_alone(100 + t, steps)).collect();
     let done = AtomicBool::new(false);
     let mut changes = 0u64;
@@ -269,7 +259,7 @@ fn shared_worker(
 
 #[test]
 fn many_threads_on_one_handle_equal_the_sequential_run() {
-    let (threads, steps) = (8, scaled(40));
+    let (threads, steps) = (8, 40);
     let sequential = shared_handle(threads);
     let checker = shared_handle(threads);
     let params: Vec<Vec<u8>> = (0..threads)
@@ -365,7 +355,7 @@ fn interleavings(programs: &[Vec<Op>]) -> Vec<Vec<Op>> {
 #[test]
 fn contended_calls_on_one_parameter_equal_some_sequential_order() {
     const NUMEL: usize = 1000;
-    let rounds = scaled(30);
+    let rounds = 30;
     let mut cfg = config_default();
     cfg.min_8bit_size = 256;
     let shared = Handle::new(&cfg);
@@ -423,7 +413,7 @@ fn contended_calls_on_one_parameter_equal_some_sequential_order() {
 /// Thread `t`'s failing calls name `t`, so a message that reached the wrong thread shows.
 #[test]
 fn concurrent_failing_calls_keep_their_own_messages() {
-    let (threads, rounds) = (8, scaled(2000));
+    let (threads, rounds) = (8, 2000);
     let h = Handle::new(&config_default());
     h.add(300, BNB_DTYPE_F32);
     let barrier = Barrier::new(threads);
