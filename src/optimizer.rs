@@ -367,6 +367,12 @@ impl Optimizer {
         if step == u64::MAX {
             invalid!("step must be below 2^64 - 1 so that the next step can count");
         }
+        self.restore_step(id, step)
+    }
+
+    /// A checkpoint's step counter, which may be 2^64 - 1: a parameter that stepped that far
+    /// (and refuses to step again) saves and loads as it is.
+    pub(crate) fn restore_step(&mut self, id: u32, step: u64) -> Result<()> {
         self.param_mut(id)?.step = step;
         Ok(())
     }
