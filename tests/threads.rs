@@ -111,7 +111,7 @@ fn train_alone(seed: u64, steps: usize) -> Fingerprint {
 
 #[test]
 fn many_threads_on_many_handles_equal_the_sequential_runs() {
-    let (threads, steps) = (8, 50);
+    let (threads, steps) = (8, 100);
     let want: Vec<Fingerprint> = (0..threads).map(|t| train_alone(t, steps)).collect();
     let (got, calls): (Vec<Fingerprint>, Vec<u64>) = std::thread::scope(|s| {
         let runs: Vec<_> = (0..threads)
@@ -259,7 +259,7 @@ fn shared_worker(
 
 #[test]
 fn many_threads_on_one_handle_equal_the_sequential_run() {
-    let (threads, steps) = (8, 40);
+    let (threads, steps) = (8, 100);
     let sequential = shared_handle(threads);
     let checker = shared_handle(threads);
     let params: Vec<Vec<u8>> = (0..threads)
@@ -355,7 +355,7 @@ fn interleavings(programs: &[Vec<Op>]) -> Vec<Vec<Op>> {
 #[test]
 fn contended_calls_on_one_parameter_equal_some_sequential_order() {
     const NUMEL: usize = 1000;
-    let rounds = 30;
+    let rounds = 60;
     let mut cfg = config_default();
     cfg.min_8bit_size = 256;
     let shared = Handle::new(&cfg);

@@ -202,7 +202,7 @@ impl Fuzzer {
     pub fn fail(&self, why: impl std::fmt::Display) -> ! {
         let log: Vec<&str> = self.log.iter().map(String::as_str).collect();
         panic!(
-            "ABI fuzzer, device {}, seed {}, call #{} ({}): {why}\nlast calls:\n  {}",
+            "ABI fuzzer, device {}, seed {:#x}, call #{} ({}): {why}\nlast calls:\n  {}",
             self.device,
             self.seed,
             self.calls,

@@ -61,14 +61,16 @@ pub fn run(device: bnb_device_t, seed: u64, calls: u64) -> Fuzzer {
     f
 }
 
+/// A number from the environment, decimal or `0x` hex (as failures print seeds).
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-        })
-        .unwrap_or(default)
+    let Ok(v) = std::env::var(name) else {
+        return default;
+    };
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+    .unwrap_or_else(|| panic!("{name}={v} is not a number"))
 }
 
 #[test]
@@ -84,7 +86,7 @@ fn random_call_sequences_on_cpu_handles() {
         .map(|(name, (accepted, rejected))| format!("{name} {accepted}/{rejected}"))
         .collect();
     eprintln!(
-        "{} calls in {took:.1?}, seed {seed}, nothing lost; accepted/rejected: {}",
+        "{} calls in {took:.1?}, seed {seed:#x}, nothing lost; accepted/rejected: {}",
         f.calls,
         table.join(", ")
     );
