@@ -16,10 +16,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bytes;
 mod checkpoints;
 mod fuzzer;
 mod model;
 mod observe;
+mod queries;
 mod registry;
 mod regressions;
 mod state;

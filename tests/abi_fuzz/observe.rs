@@ -12,6 +12,7 @@ use adam8bit::ffi::params::*;
 use adam8bit::ffi::state::*;
 use adam8bit::ffi::types::*;
 
+use super::bytes::{from_bytes, struct_bytes};
 use super::model::Known;
 use crate::common::message;
 
@@ -38,20 +39,6 @@ impl Observed {
     }
 }
 
-/// The bytes of a plain-number struct (the ABI's structs have no implicit padding).
-pub fn struct_bytes<T>(v: &T) -> Vec<u8> {
-    // SAFETY: `v` is a live T of size_of::<T>() initialised bytes.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
-}
-
-/// The struct whose bytes are `b` (at least its size; read unaligned).
-pub fn from_bytes<T: Copy>(b: &[u8]) -> T {
-    assert!(b.len() >= size_of::<T>());
-    // SAFETY: enough bytes, and every bit pattern of these plain-number structs is a value
-    // (their bools are checked by the caller where it matters).
-    unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) }
-}
-
 fn checked(what: &str, status: bnb_status_t) -> Result<(), String> {
     match status {
         BNB_OK => Ok(()),
@@ -70,10 +57,7 @@ pub fn observe(h: *mut bnb_adam8bit_t, known: &Known) -> Result<Observation, Str
     let mut want = known.cfg;
     want.struct_size = config.len() as u64;
     if config != struct_bytes(&want) {
-        return Err(format!(
-            "get_config: {:?}, expected {want:?}",
-            from_bytes::<bnb_adam8bit_config_t>(&config)
-        ));
+        return Err(format!("get_config wrote {config:?}, expected {want:?}"));
     }
     let mut n = 0u32;
     checked("num_params", unsafe { bnb_adam8bit_num_params(h, &mut n) })?;
@@ -86,6 +70,11 @@ pub fn observe(h: *mut bnb_adam8bit_t, known: &Known) -> Result<Observation, Str
         checked("param_info", unsafe {
             bnb_adam8bit_param_info(h, id as u32, info.as_mut_ptr().cast(), info.len())
         })?;
+        if info[std::mem::offset_of!(bnb_param_info_t, paged)] > 1 {
+            return Err(format!(
+                "param_info({id}) wrote a paged byte other than 0 or 1: {info:?}"
+            ));
+        }
         let i: bnb_param_info_t = from_bytes(&info);
         let blocks = if p.path == BNB_PATH_BLOCKWISE8 {
             p.numel.div_ceil(256)

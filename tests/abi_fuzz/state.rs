@@ -2,17 +2,16 @@
 //! set_lr and set_group_lr.
 
 use std::ffi::c_void;
-use std::mem::size_of;
 use std::ptr::null_mut;
 
 use adam8bit::ffi::params::*;
 use adam8bit::ffi::state::*;
 use adam8bit::ffi::types::*;
 
+use super::bytes::INFO_SIZE;
 use super::fuzzer::{Buf, Expect, Fuzzer};
 use crate::common::ok;
 
-const INFO_SIZE: usize = size_of::<bnb_param_info_t>();
 const INVALID: Expect = Expect::Reject(BNB_ERR_INVALID_ARGUMENT);
 
 /// Arrays of magnitudes, which may not hold a negative element.

@@ -83,7 +83,7 @@ impl Fuzzer {
             Some("unknown id") => n + self.pick(&[0, 1, u32::MAX - n]),
             _ => self.below(n as u64) as u32,
         };
-        // An unknown id has no buffers of its own: it borrows parameter 0's, if any.
+        // An unknown id has no buffers: small spare ones, which the call must not reach.
         let mut grads = if id < n {
             self.gradients(p, &[id])
         } else {
