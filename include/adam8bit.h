@@ -22,6 +22,12 @@
  *   handle and loading the last checkpoint into a new one.
  * - No function aborts the process or lets a Rust panic cross into C: an internal bug returns
  *   BNB_ERR_PANIC.
+ * - Poisoned handles: a panic inside a call on a handle may leave its state half-updated, so
+ *   it poisons the handle. From then on every call on it except bnb_adam8bit_destroy returns
+ *   BNB_ERR_PANIC before it looks at its other arguments: it steps nothing and writes no
+ *   output, and save and serialize write nothing (no temporary file; a checkpoint already at
+ *   the path stays as it was). destroy frees it as any other handle. Recover by destroying it
+ *   and loading the last checkpoint into a new one. Other handles are not affected.
  * - Ownership: the library owns every optimizer state allocation behind an opaque
  *   bnb_adam8bit_t; the caller owns parameters, gradients and every buffer it passes, and keeps
  *   them valid for the duration of the call (CPU) or until the stream reaches the step (CUDA).
@@ -79,7 +85,8 @@
 
 // Opaque optimizer handle. Every call on one handle takes its lock, so concurrent calls on
 // the same handle are serialised (never a data race); different handles take different locks
-// (CPU steps of different handles still share the worker pool's threads).
+// (CPU steps of different handles still share the worker pool's threads). A panic while the
+// lock is held poisons it, and with it the handle (docs/design.md, "Poisoned handles").
 typedef struct bnb_adam8bit_t bnb_adam8bit_t;
 
 // Result of every fallible call: `BNB_OK` (0) or one of the `BNB_ERR_*` codes. On an error,
@@ -233,7 +240,8 @@ typedef int32_t bnb_state_kind_t;
 // Data is valid but does not fit this handle (other parameters, config or map).
 #define BNB_ERR_MISMATCH 8
 
-// An internal bug was caught before it could cross into C.
+// An internal bug was caught before it could cross into C. The handle it happened on is
+// poisoned: every later call on it but `bnb_adam8bit_destroy` returns `BNB_ERR_PANIC` too.
 #define BNB_ERR_PANIC 9
 
 #define BNB_DTYPE_F32 0
@@ -309,6 +317,9 @@ extern "C" {
 // state; a CPU handle's state is written in place),
 // `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
 // header limit), `BNB_ERR_CUDA` (reading a CUDA handle's state).
+//
+// On a poisoned handle (`BNB_ERR_PANIC`, whose state may be half-updated) nothing is written:
+// no temporary file, and a checkpoint already at `path` stays as it was.
 //
 // # Safety
 // `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
@@ -432,8 +443,8 @@ bnb_status_t bnb_adam8bit_create(const struct bnb_adam8bit_config_t *config,
                                  int32_t device_index,
                                  struct bnb_adam8bit_t **out);
 
-// Frees a handle and all its state. NULL is a no-op. The handle must not be in use by
-// another thread.
+// Frees a handle and all its state, a poisoned one (`BNB_ERR_PANIC`) included. NULL is a
+// no-op. The handle must not be in use by another thread.
 //
 // # Safety
 // `h` must be NULL or a handle from `bnb_adam8bit_create` not yet destroyed.

@@ -45,6 +45,9 @@ step "SIMD quantizer route against the exact quantizer on every float in [-2, 2]
 # --workspace keeps the feature set of the step above, so its test binary is reused.
 ADAM8BIT_EXHAUSTIVE=1 cargo test --locked --workspace --lib qmap::linear
 
+step "thread tests under ThreadSanitizer (library and std instrumented; about 2 minutes cold)"
+scripts/test-tsan.sh
+
 step "AArch64: NEON kernels under qemu-user"
 scripts/test-aarch64.sh
 

@@ -49,3 +49,6 @@ pub mod rule3;
 pub mod scalars;
 /// cbindgen:ignore
 pub mod state;
+/// cbindgen:ignore
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;

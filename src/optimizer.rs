@@ -414,6 +414,12 @@ impl Optimizer {
         if step == u64::MAX {
             invalid!("step must be below 2^64 - 1 so that the next step can count");
         }
+        self.restore_step(id, step)
+    }
+
+    /// A checkpoint's step counter, which may be 2^64 - 1: a parameter that stepped that far
+    /// (and refuses to step again) saves and loads as it is.
+    pub(crate) fn restore_step(&mut self, id: u32, step: u64) -> Result<()> {
         let old = self.param(id)?.step;
         if let (Some(backend), Storage::Device(d)) = (&self.cuda, &self.params[id as usize].state) {
             // The device's per-step accumulators are kept by the parity of the step.
@@ -602,4 +608,12 @@ fn unknown(id: u32, count: usize) -> Error {
     Error::InvalidArgument(format!(
         "unknown parameter id {id} (this handle has {count} parameters)"
     ))
+}
+
+#[cfg(feature = "test-hooks")]
+impl Optimizer {
+    /// See [`crate::test_hooks::panic_in_next_update`].
+    pub(crate) fn arm_update_panic(&mut self) {
+        self.scratch.cpu.panic_in_update = true;
+    }
 }

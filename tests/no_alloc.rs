@@ -8,9 +8,8 @@
 //! queue for jobs from outside grows in 63-job blocks, so one small block is allocated about
 //! every 63 steps. Anything the library allocated per step would show up 200 times here.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use adam8bit::ffi::checkpoint::*;
@@ -19,31 +18,11 @@ use adam8bit::ffi::params::*;
 use adam8bit::ffi::types::*;
 
 mod common;
+use common::counting_alloc::{Counting, ALLOCATIONS, BYTES};
 use common::{config_default, ok, Handle};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static BYTES: AtomicU64 = AtomicU64::new(0);
 /// The counters are process-wide: one test at a time.
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

@@ -239,9 +239,6 @@ fn check_entry(m: &Manifest, i: usize, e: &ParamEntry) -> Result<()> {
     if e.numel == 0 {
         return bad("numel", "is 0".into());
     }
-    if e.step == u64::MAX {
-        return bad("step", "is 2^64 - 1".into());
-    }
     if !m.groups.contains_key(&e.overrides.group) {
         return bad(
             "group",

@@ -167,7 +167,7 @@ pub fn apply(ck: &Checkpoint<'_>, opt: &mut Optimizer) -> Result<()> {
                 opt.write_state(id, *kind, bytes)?;
             }
         }
-        opt.set_step(id, c.step)?;
+        opt.restore_step(id, c.step)?;
     }
     opt.set_lr(ck.config.lr)?;
     for (&group, &lr) in &ck.groups {

@@ -132,6 +132,9 @@ pub struct Scratch {
     partials: Vec<Partial>,
     sums: Vec<Partial>,
     counts: Vec<u64>,
+    /// [`crate::test_hooks::panic_in_next_update`]: the next sweep panics mid-update.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) panic_in_update: bool,
 }
 
 // SAFETY: the raw pointers in `jobs` and `views` are only dereferenced during a step, which
@@ -341,6 +344,8 @@ unsafe fn sweep(scratch: &mut Scratch) {
         partials,
         sums,
         counts,
+        #[cfg(feature = "test-hooks")]
+        panic_in_update,
     } = scratch;
     views.clear();
     let isa = simd::isa();
@@ -406,7 +411,19 @@ unsafe fn sweep(scratch: &mut Scratch) {
         }
     }
 
+    #[cfg(not(feature = "test-hooks"))]
     run(first_chunk, views, counts, update_task);
+    #[cfg(feature = "test-hooks")]
+    {
+        let panic_now = std::mem::take(panic_in_update);
+        run(first_chunk, views, counts, |v, t| {
+            let nonfinite = update_task(v, t);
+            if panic_now && t.job == 0 && t.start == 0 {
+                panic!("injected by test_hooks::panic_in_next_update");
+            }
+            nonfinite
+        });
+    }
     for (j, w) in first_chunk.windows(2).enumerate() {
         outcomes[j].nonfinite = counts[w[0]..w[1]].iter().sum();
     }

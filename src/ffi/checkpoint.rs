@@ -44,6 +44,9 @@ unsafe fn c_path(p: *const c_char, name: &str) -> Result<PathBuf> {
 /// `BNB_ERR_UNSUPPORTED` (metadata over safetensors' 100 MB
 /// header limit), `BNB_ERR_CUDA` (reading a CUDA handle's state).
 ///
+/// On a poisoned handle (`BNB_ERR_PANIC`, whose state may be half-updated) nothing is written:
+/// no temporary file, and a checkpoint already at `path` stays as it was.
+///
 /// # Safety
 /// `h` must be a live handle or NULL; `path` a NUL-terminated string or NULL.
 #[no_mangle]

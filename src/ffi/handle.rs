@@ -64,8 +64,8 @@ pub unsafe extern "C" fn bnb_adam8bit_create(
     })
 }
 
-/// Frees a handle and all its state. NULL is a no-op. The handle must not be in use by
-/// another thread.
+/// Frees a handle and all its state, a poisoned one (`BNB_ERR_PANIC`) included. NULL is a
+/// no-op. The handle must not be in use by another thread.
 ///
 /// # Safety
 /// `h` must be NULL or a handle from `bnb_adam8bit_create` not yet destroyed.

@@ -16,7 +16,8 @@ use types::bnb_status_t;
 
 /// Opaque optimizer handle. Every call on one handle takes its lock, so concurrent calls on
 /// the same handle are serialised (never a data race); different handles take different locks
-/// (CPU steps of different handles still share the worker pool's threads).
+/// (CPU steps of different handles still share the worker pool's threads). A panic while the
+/// lock is held poisons it, and with it the handle (docs/design.md, "Poisoned handles").
 pub struct bnb_adam8bit_t {
     inner: Mutex<Optimizer>,
 }
@@ -28,7 +29,9 @@ impl bnb_adam8bit_t {
         }
     }
 
-    /// The optimizer, unless an internal panic interrupted an earlier call mid-update.
+    /// The optimizer, unless an internal panic interrupted an earlier call mid-update. Every
+    /// entry point but destroy takes it before it looks at its other arguments, so a call on a
+    /// poisoned handle reads and writes nothing.
     pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Optimizer>> {
         self.inner.lock().map_err(|_| {
             Error::Panic(

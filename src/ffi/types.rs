@@ -38,7 +38,8 @@ pub const BNB_ERR_IO: bnb_status_t = 6;
 pub const BNB_ERR_CORRUPT: bnb_status_t = 7;
 /// Data is valid but does not fit this handle (other parameters, config or map).
 pub const BNB_ERR_MISMATCH: bnb_status_t = 8;
-/// An internal bug was caught before it could cross into C.
+/// An internal bug was caught before it could cross into C. The handle it happened on is
+/// poisoned: every later call on it but `bnb_adam8bit_destroy` returns `BNB_ERR_PANIC` too.
 pub const BNB_ERR_PANIC: bnb_status_t = 9;
 
 /// Element type of a parameter and its gradient (they always share it).

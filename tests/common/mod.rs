@@ -232,6 +232,11 @@ pub fn ok(status: bnb_status_t) {
 /// An optimizer handle for tests; every method asserts success.
 pub struct Handle(pub *mut bnb_adam8bit_t);
 
+// SAFETY: the header's promise, which tests/threads.rs tests: a handle may be used from any
+// thread, and concurrent calls on it are serialised by its lock.
+unsafe impl Send for Handle {}
+unsafe impl Sync for Handle {}
+
 impl Handle {
     pub fn new(cfg: &bnb_adam8bit_config_t) -> Handle {
         let mut h = std::ptr::null_mut();
@@ -315,5 +320,6 @@ impl Drop for Handle {
 pub use adam8bit::rng::Rng;
 
 pub mod checkpoint;
+pub mod counting_alloc;
 pub mod device;
 pub mod emulator;
