@@ -16,5 +16,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch
 
 # One build of the test binaries, warnings as errors (clippy runs natively; `cargo clippy
 # --target aarch64-unknown-linux-gnu --lib` lints the NEON module when it changes).
+# The golden vectors on a CUDA handle need the emulated device, which is x86-64 code: they run
+# in scripts/test.sh's Rust tests, not here.
 RUSTFLAGS="-D warnings" cargo test --locked --target "$target" \
-  --lib --test vectors --test oracle --test abi -- --skip qmap::linear
+  --lib --test vectors --test oracle --test abi -- --skip qmap::linear --skip every_case_on_a_cuda_handle
