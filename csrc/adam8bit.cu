@@ -48,6 +48,10 @@ struct a8_walk {
         while (i + 1 < b.count && b.t[i + 1].first_block <= w) ++i;
         return i;
     }
+    // The step scalars of the warp's tensor, computed when the warp moves to a tensor.
+    __device__ __forceinline__ const a8_scalars &scalars();
+    uint32_t scalars_of = 0xFFFFFFFFu;
+    a8_scalars k = {};
 };
 
 // Which of a lane's 8 slots (its quads: 4 elements from `first` and from first + 128) lie below
@@ -176,19 +180,77 @@ __device__ __forceinline__ T a8_warp_sum(T x) {
     return x;
 }
 
-// ---- per-tensor bookkeeping ----
+// ---- the call: loss scaling and its skip, read on the device (rule 18) ----
 
-__device__ __forceinline__ uint32_t a8_slot(const a8_tensor &T) { return (uint32_t)(T.t & 1u); }
+struct a8_call {
+    bool skip;  // found_inf, or a grad_scale no gradient can be divided by
+    bool scaled;
+    float scale, rscale;
+    bool by_reciprocal;
+};
 
-// The gradient scale of this step: the device-computed percentile scale or the host's 1.
+__device__ __forceinline__ a8_call a8_call_of(const a8_batch &b) {
+    a8_call c = {false, false, 1.0f, 1.0f, false};
+    if (b.found_inf && *b.found_inf != 0.0f) c.skip = true;
+    if (b.grad_scale) {
+        c.scaled = true;
+        c.scale = *b.grad_scale;
+        if (!(c.scale > 0.0f) || !a8_isfinite(c.scale)) c.skip = true;
+        c.rscale = a8_div(1.0f, c.scale);
+        c.by_reciprocal = a8_divides_by_reciprocal(c.scale);
+    }
+    return c;
+}
+
+// Every gradient element divided by the loss scale before anything reads it.
+__device__ __forceinline__ void a8_unscale(const a8_call &c, float g[8]) {
+    if (!c.scaled) return;
+    for (int j = 0; j < 8; ++j)
+        g[j] = c.by_reciprocal ? a8_div_by(g[j], c.scale, c.rscale) : a8_div(g[j], c.scale);
+}
+
+// ---- the step number and rule 2's scalars, on the device ----
+
+__device__ __forceinline__ uint32_t a8_slot(const a8_tensor &T) { return (uint32_t)(T.call & 1u); }
+
+// The step this call takes: one more than the previous call left.
+__device__ __forceinline__ unsigned long long a8_t(const a8_tensor &T) {
+    return T.aux->step[a8_slot(T) ^ 1u] + 1;
+}
+
+// Rule 2's scalars of this call's step as src/scalars.rs computes them: from the host's powers of
+// the betas (pow is the one operation not correctly rounded on both sides), the same f64
+// operations in the same order, each result rounded to f32 once; the host's constants for the
+// rest, and the device-computed percentile scale.
 __device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T) {
     a8_scalars k = T.k;
+    const unsigned long long t = a8_t(T);
+    const double bc1 = 1.0 - T.powers[2 * t], bc2 = 1.0 - T.powers[2 * t + 1];
+    const double c2 = sqrt(bc2);
+    k.step_size = (float)(-T.lr * c2 / bc1);
+    k.eps_c2 = (float)(T.eps * c2);
+    k.unorm_c1 = (float)(1.0 / bc1);
+    k.unorm_c2 = (float)(1.0 / bc2);
     if (T.flags & A8_CLIP) k.gnorm_scale = T.aux->gnorm_scale;
     return k;
 }
 
-// The end of an update sweep's block: the warp's non-finite count into this step's slot; the
-// warp that owns the tensor's first block clears the other slot for the next step.
+__device__ __forceinline__ const a8_scalars &a8_walk::scalars() {
+    if (scalars_of != i) {
+        k = a8_step_scalars(b.t[i]);
+        scalars_of = i;
+    }
+    return k;
+}
+
+__device__ __forceinline__ void a8_clear_next(a8_aux *a, uint32_t slot) {
+    a->nonfinite[slot ^ 1u] = 0;
+    a->new_max1[slot ^ 1u] = 0;
+    a->new_max2[slot ^ 1u] = 0;
+}
+
+// The end of an update sweep's block: the warp's non-finite count into this call's slot; the
+// warp that owns the tensor's first block records the step and clears the other slot.
 __device__ __forceinline__ void a8_count(const a8_tensor &T, unsigned long long blk, uint32_t lane,
                                          unsigned long long bad) {
     bad = a8_warp_sum(bad);
@@ -197,10 +259,19 @@ __device__ __forceinline__ void a8_count(const a8_tensor &T, unsigned long long 
     const uint32_t slot = a8_slot(T);
     if (bad) atomicAdd(&a->nonfinite[slot], bad);
     if (blk == 0) {
-        a->nonfinite[slot ^ 1u] = 0;
-        a->new_max1[slot ^ 1u] = 0;
-        a->new_max2[slot ^ 1u] = 0;
+        a->step[slot] = a->step[slot ^ 1u] + 1;
+        a8_clear_next(a, slot);
     }
+}
+
+// A skipped call leaves the step and the count as the previous call did.
+__device__ __forceinline__ void a8_skip(const a8_tensor &T, unsigned long long blk, uint32_t lane) {
+    if (lane != 0 || blk != 0) return;
+    a8_aux *a = T.aux;
+    const uint32_t slot = a8_slot(T);
+    a->step[slot] = a->step[slot ^ 1u];
+    a->nonfinite[slot] = a->nonfinite[slot ^ 1u];
+    a8_clear_next(a, slot);
 }
 
 // ---- shared maps ----
@@ -216,6 +287,8 @@ __device__ __forceinline__ void a8_stage_maps(a8_maps &s, const a8_maps *maps) {
 
 template <uint32_t D>
 __device__ __forceinline__ void a8_grad_norm_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
+    if (call.skip) return;
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
@@ -226,6 +299,7 @@ __device__ __forceinline__ void a8_grad_norm_sweep(const a8_batch &b) {
         float g[8];
         uint32_t raw[8];
         a8_load8<D>(T.g, T.flags & A8_VECTOR, first, T.n, g, raw);
+        a8_unscale(call, g);
         double s = 0.0;
         for (int j = 0; j < 8; ++j)
             if (((valid >> j) & 1u) && a8_isfinite(g[j])) s += (double)g[j] * (double)g[j];
@@ -291,13 +365,14 @@ struct a8_chunk {
 };
 
 extern "C" __global__ void __launch_bounds__(256) a8_finalize_clip(const __grid_constant__ a8_batch b) {
+    if (a8_call_of(b).skip) return;
     a8_chunk c(b);
     double total[2];
     if (!c.sum(1, total)) return;
     __shared__ float clip_sq;
     __shared__ uint32_t slot;
     a8_aux *a = c.T.aux;
-    if (threadIdx.x == 0) slot = a8_history_record(a->history, (float)total[0], c.T.t);
+    if (threadIdx.x == 0) slot = a8_history_record(a->history, (float)total[0], a8_t(c.T));
     __syncthreads();
     // A parallel rank: the entry of rank `percentile` is the percentile-th smallest.
     if (threadIdx.x < A8_HISTORY && a8_history_rank(a->history, threadIdx.x) == (uint32_t)c.T.percentile)
@@ -309,6 +384,7 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_clip(const __grid_
 // The update scale of max_unorm (rules 9, 10) and, for the non-blockwise path, the swap of old
 // and new scales.
 extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __grid_constant__ a8_batch b) {
+    if (a8_call_of(b).skip) return;
     a8_chunk c(b);
     const a8_tensor &T = c.T;
     const bool unorm = T.flags & A8_UNORM;
@@ -339,21 +415,27 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __gri
 
 template <uint32_t D>
 __device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
-        const a8_scalars k = a8_step_scalars(T);
+        const a8_scalars &k = walk.scalars();
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         const uint32_t valid = a8_valid(first, T.n);
+        if (call.skip) {
+            a8_skip(T, blk, lane);
+            continue;
+        }
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
         uint32_t graw[8], praw[8];
         uint8_t c1[8], c2[8];
         a8_load8<D>(T.g, vec, first, T.n, g, graw);
+        a8_unscale(call, g);
         a8_load8<D>(T.p, vec, first, T.n, p, praw);
         a8_load_codes(T.s1, first, T.n, c1);
         a8_load_codes(T.s2, first, T.n, c2);
@@ -391,6 +473,8 @@ __device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
 
 template <uint32_t D>
 __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
+    if (call.skip) return;
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
@@ -414,7 +498,7 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
             wmx1 = wmx2 = 0.0f;
         }
         const a8_tensor &T = b.t[owner];
-        const a8_scalars k = a8_step_scalars(T);
+        const a8_scalars &k = walk.scalars();
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         const uint32_t valid = a8_valid(first, T.n);
@@ -423,6 +507,7 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
         uint32_t raw[8];
         uint8_t c1[8], c2[8];
         a8_load8<D>(T.g, vec, first, T.n, g, raw);
+        a8_unscale(call, g);
         a8_load_codes(T.s1, first, T.n, c1);
         a8_load_codes(T.s2, first, T.n, c2);
         const bool unorm = T.flags & A8_UNORM;
@@ -453,24 +538,30 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
 
 template <uint32_t D>
 __device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
-        const a8_scalars k = a8_step_scalars(T);
+        const a8_scalars &k = walk.scalars();
         const a8_aux *a = T.aux;
         const float step_size = a->update_scale * k.step_size;
         const float recip1 = a8_div(1.0f, a->max1), recip2 = a8_div(1.0f, a->max2);
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         const uint32_t valid = a8_valid(first, T.n);
+        if (call.skip) {
+            a8_skip(T, blk, lane);
+            continue;
+        }
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8];
         uint32_t graw[8], praw[8];
         uint8_t c1[8], c2[8];
         a8_load8<D>(T.g, vec, first, T.n, g, graw);
+        a8_unscale(call, g);
         a8_load8<D>(T.p, vec, first, T.n, p, praw);
         a8_load_codes(T.s1, first, T.n, c1);
         a8_load_codes(T.s2, first, T.n, c2);
@@ -499,11 +590,13 @@ __device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
 
 template <uint32_t D>
 __device__ __forceinline__ void a8_fp32_reduce_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
+    if (call.skip) return;
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
-        const a8_scalars k = a8_step_scalars(T);
+        const a8_scalars &k = walk.scalars();
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         const uint32_t valid = a8_valid(first, T.n);
@@ -511,6 +604,7 @@ __device__ __forceinline__ void a8_fp32_reduce_sweep(const a8_batch &b) {
         float g[8], p[8], m[8], v[8];
         uint32_t raw[8];
         a8_load8<D>(T.g, vec, first, T.n, g, raw);
+        a8_unscale(call, g);
         a8_load8<D>(T.p, vec, first, T.n, p, raw);
         a8_load8<A8_F32>(T.s1, true, first, T.n, m, raw);
         a8_load8<A8_F32>(T.s2, true, first, T.n, v, raw);
@@ -528,19 +622,25 @@ __device__ __forceinline__ void a8_fp32_reduce_sweep(const a8_batch &b) {
 
 template <uint32_t D>
 __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
-        const a8_scalars k = a8_step_scalars(T);
+        const a8_scalars &k = walk.scalars();
         const float step_size = T.aux->update_scale * k.step_size;
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         const uint32_t valid = a8_valid(first, T.n);
+        if (call.skip) {
+            a8_skip(T, blk, lane);
+            continue;
+        }
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
         uint32_t graw[8], praw[8], mraw[8], vraw[8];
         a8_load8<D>(T.g, vec, first, T.n, g, graw);
+        a8_unscale(call, g);
         a8_load8<D>(T.p, vec, first, T.n, p, praw);
         a8_load8<A8_F32>(T.s1, true, first, T.n, m, mraw);
         a8_load8<A8_F32>(T.s2, true, first, T.n, v, vraw);

@@ -23,10 +23,13 @@ struct a8_maps {
     uint32_t b1[A8_BUCKETS], b2[A8_BUCKETS];
 };
 
-// Per-parameter device scalars (one per parameter, in device memory). The per-step
-// accumulators come in two slots, used by steps of odd and even t: a step accumulates into
-// slot t & 1 and clears slot (t + 1) & 1 for the next one, so no launch zeroes them.
+// Per-parameter device scalars (one per parameter, in device memory). The step counter and the
+// per-step accumulators come in two slots, by the parity of the host's count of step calls:
+// call c reads the step count call c - 1 left in slot (c + 1) & 1, writes its own to slot c & 1,
+// accumulates into slot c & 1 and clears slot (c + 1) & 1 for the next call, so no launch zeroes
+// them and a skipped call (found_inf) can leave everything as it was.
 struct a8_aux {
+    unsigned long long step[2];  // steps taken
     unsigned long long nonfinite[2];
     float max1, max2;           // non-blockwise: the scales of the stored codes
     float dec1, dec2;           // non-blockwise: the scales that decode the codes during a step
@@ -50,13 +53,17 @@ struct a8_tensor {
     unsigned long long first_chunk;  // prefix of finalize chunks over the launch's tensors
     a8_scalars k;
     uint32_t dtype, flags;
-    unsigned long long t;            // the step being taken (the accumulator slot, clipping's slot)
+    unsigned long long call;         // the host's number of this step call (its slot parity)
+    double lr, eps;                  // rule 2's inputs the device scalars are made from
+    const double *powers;            // beta1^t, beta2^t for t = 0, 1, ... (the host's pow)
     int32_t percentile;
     float max_unorm;
 };
 
 struct a8_batch {
     const a8_maps *maps;
+    const float *grad_scale;         // loss scaling: g / *grad_scale (NULL: none)
+    const float *found_inf;          // *found_inf != 0: the call changes nothing (NULL: step)
     uint32_t count;
     unsigned long long total_blocks;
     unsigned long long total_chunks;

@@ -211,6 +211,22 @@ typedef struct bnb_step_item_t {
   const void *grad;
 } bnb_step_item_t;
 
+// Options of one `bnb_adam8bit_step_many_ex` call, a versioned struct: fill it with
+// `bnb_step_options_default(&o, sizeof o)`; every field of a later version means "off" when
+// zero.
+typedef struct bnb_step_options_t {
+  uint64_t struct_size;
+  // Loss scaling (GradScaler): every gradient element is divided by `*grad_scale` (fp32,
+  // correctly rounded) before anything reads it, percentile clipping's norm included. A
+  // `*grad_scale` that is zero, negative or not finite skips the call, as `found_inf` does
+  // (instead of zeroing every moment as non-finite gradients would). NULL: no scaling.
+  const float *grad_scale;
+  // When `*found_inf != 0` at step time (GradScaler sums it over devices, so it may exceed
+  // 1), the call changes nothing: no parameter, state, history, counter or step number.
+  // NULL: always step.
+  const float *found_inf;
+} bnb_step_options_t;
+
 // A state array of a parameter, by bitsandbytes' `state_dict` key.
 typedef int32_t bnb_state_kind_t;
 
@@ -566,6 +582,29 @@ bnb_status_t bnb_adam8bit_step_many(struct bnb_adam8bit_t *h,
                                     const struct bnb_step_item_t *items,
                                     size_t count,
                                     void *stream);
+
+// Writes options with nothing set (no loss scaling, always step) to `*out`, a struct of
+// `struct_size` bytes (pass `sizeof *out`).
+//
+// # Safety
+// `out` must be NULL or point to `struct_size` writable bytes.
+bnb_status_t bnb_step_options_default(struct bnb_step_options_t *out, size_t struct_size);
+
+// `bnb_adam8bit_step_many` with options (`options` may be NULL: none): loss scaling fused into
+// the step, as PyTorch's fused Adam takes GradScaler's `grad_scale` and `found_inf`. On a CUDA
+// handle both are device pointers, read by the kernels on `stream` (no host read, no
+// synchronisation; the step counters live on the device, so `param_info` reports the steps
+// actually taken); on a CPU handle they are host pointers, read during the call. A skipped
+// call returns BNB_OK and changes nothing.
+//
+// # Safety
+// As `bnb_adam8bit_step_many`; `options` NULL or a valid struct whose non-NULL pointers point
+// to one float each (device-accessible on a CUDA handle, until the stream reaches the step).
+bnb_status_t bnb_adam8bit_step_many_ex(struct bnb_adam8bit_t *h,
+                                       const struct bnb_step_item_t *items,
+                                       size_t count,
+                                       const struct bnb_step_options_t *options,
+                                       void *stream);
 
 // Writes the exact size in bytes of state array `which` of parameter `id` to `*out_bytes`.
 //

@@ -29,7 +29,11 @@ pub struct Param {
     pub path: Path,
     pub hyper: Hyper,
     pub overrides: ParamOverrides,
+    /// Steps taken (CPU), or the most a CUDA parameter can have taken: on a CUDA handle the
+    /// count lives on the device, where a skipped call (rule 18) does not advance it.
     pub step: u64,
+    /// Step calls enqueued for this parameter (CUDA: the device's slot parity).
+    pub calls: u64,
     /// Non-finite gradient elements seen by the last step.
     pub nonfinite: u64,
     /// Percentile clipping's gradient scale in the last step (1 without clipping).
@@ -77,6 +81,23 @@ pub struct StepItem {
     pub id: u32,
     pub param: *mut u8,
     pub grad: *const u8,
+}
+
+/// Loss scaling of one step (rule 18): host pointers on a CPU handle, device pointers on a
+/// CUDA handle; NULL when unused.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOptions {
+    pub grad_scale: *const f32,
+    pub found_inf: *const f32,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions {
+            grad_scale: std::ptr::null(),
+            found_inf: std::ptr::null(),
+        }
+    }
 }
 
 pub struct Optimizer {
@@ -193,6 +214,7 @@ impl Optimizer {
             hyper,
             overrides: ov,
             step: 0,
+            calls: 0,
             nonfinite: 0,
             gnorm_scale: 1.0,
             state,
@@ -273,7 +295,7 @@ impl Optimizer {
             (Storage::Device(d), Some(c)) => {
                 self.device_usable()?;
                 let aux = self.on_device(c.wait_idle().and_then(|()| d.read_aux()))?;
-                (aux.nonfinite_of(p.step), aux.gnorm_scale, d.paged)
+                (aux.after(p.calls).1, aux.gnorm_scale, d.paged)
             }
             _ => (p.nonfinite, p.gnorm_scale, false),
         };
@@ -281,7 +303,7 @@ impl Optimizer {
             numel: p.numel,
             dtype: p.dtype,
             path: p.path,
-            step: p.step,
+            step: self.step_count(id)?,
             blocks: if p.path == Path::Blockwise8 {
                 p.numel.div_ceil(BLOCKSIZE)
             } else {
@@ -420,24 +442,47 @@ impl Optimizer {
     /// A checkpoint's step counter, which may be 2^64 - 1: a parameter that stepped that far
     /// (and refuses to step again) saves and loads as it is.
     pub(crate) fn restore_step(&mut self, id: u32, step: u64) -> Result<()> {
-        let old = self.param(id)?.step;
+        let calls = self.param(id)?.calls;
         if let (Some(backend), Storage::Device(d)) = (&self.cuda, &self.params[id as usize].state) {
-            // The device's per-step accumulators are kept by the parity of the step.
             self.device_usable()?;
-            let renumbered = backend
+            let written = backend
                 .wait_idle()
-                .and_then(|()| d.renumber(old, step))
+                .and_then(|()| d.set_step(calls, step))
                 .and_then(|()| backend.note_writes());
-            self.on_device(renumbered)?;
+            self.on_device(written)?;
         }
         self.params[id as usize].step = step;
         Ok(())
     }
 
+    /// The steps parameter `id` has taken. On a CUDA handle this waits for its queued steps
+    /// (the count lives on the device).
+    pub fn step_count(&self, id: u32) -> Result<u64> {
+        let p = self.param(id)?;
+        match (&p.state, &self.cuda) {
+            (Storage::Device(d), Some(c)) => {
+                self.device_usable()?;
+                let aux = self.on_device(c.wait_idle().and_then(|()| d.read_aux()))?;
+                Ok(aux.after(p.calls).0)
+            }
+            _ => Ok(p.step),
+        }
+    }
+
     /// One optimizer step for every item: all checked first, then one sweep.
     pub fn step(&mut self, items: &[StepItem], stream: *mut std::ffi::c_void) -> Result<()> {
+        self.step_with_options(items, stream, StepOptions::default())
+    }
+
+    /// [`Self::step`] with loss scaling (rule 18).
+    pub fn step_with_options(
+        &mut self,
+        items: &[StepItem],
+        stream: *mut std::ffi::c_void,
+        options: StepOptions,
+    ) -> Result<()> {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let result = self.step_with(items, stream, &mut scratch);
+        let result = self.step_with(items, stream, options, &mut scratch);
         scratch.cpu.jobs.clear();
         self.scratch = scratch;
         result
@@ -447,11 +492,21 @@ impl Optimizer {
         &mut self,
         items: &[StepItem],
         stream: *mut std::ffi::c_void,
+        options: StepOptions,
         scratch: &mut StepScratch,
     ) -> Result<()> {
         self.check_items(items, scratch)?;
         if self.cuda.is_some() {
-            return self.step_cuda(items, stream);
+            return self.step_cuda(items, stream, options);
+        }
+        // SAFETY: the caller's contract: NULL or one readable float each.
+        let (grad_scale, found_inf) =
+            unsafe { (options.grad_scale.as_ref(), options.found_inf.as_ref()) };
+        let grad_scale = grad_scale.copied().unwrap_or(1.0);
+        let skip =
+            found_inf.is_some_and(|&f| f != 0.0) || !(grad_scale > 0.0 && grad_scale.is_finite());
+        if skip {
+            return Ok(());
         }
         let cfg = self.cfg;
         let jobs = &mut scratch.cpu.jobs;
@@ -459,7 +514,10 @@ impl Optimizer {
         for it in items {
             let p = &self.params[it.id as usize];
             let t = p.step + 1;
-            let scalars = StepScalars::new(self.param_lr(p), &p.hyper, t);
+            let scalars = StepScalars {
+                grad_scale,
+                ..StepScalars::new(self.param_lr(p), &p.hyper, t)
+            };
             let (dtype, numel) = (p.dtype, p.numel as usize);
             let Storage::Host(state) = &mut self.params[it.id as usize].state else {
                 return Err(Error::Panic("a CPU handle holds device state".into()));
@@ -492,7 +550,12 @@ impl Optimizer {
 
     /// The CUDA step: enqueued on `stream`; the non-finite counts and clipping scales stay on
     /// the device until `info` reads them.
-    fn step_cuda(&mut self, items: &[StepItem], stream: *mut std::ffi::c_void) -> Result<()> {
+    fn step_cuda(
+        &mut self,
+        items: &[StepItem],
+        stream: *mut std::ffi::c_void,
+        options: StepOptions,
+    ) -> Result<()> {
         let Some(backend) = &self.cuda else {
             return Err(Error::Panic("step_cuda on a CPU handle".into()));
         };
@@ -508,14 +571,18 @@ impl Optimizer {
                 if path.is_some_and(|path| path != p.path) {
                     return None;
                 }
-                let t = p.step + 1;
+                let lr = this.param_lr(p);
                 Some(cuda::Job {
                     state,
                     dtype: p.dtype,
                     param: it.param,
                     grad: it.grad,
-                    scalars: StepScalars::new(this.param_lr(p), &p.hyper, t),
-                    t,
+                    scalars: StepScalars::new(lr, &p.hyper, 1),
+                    lr,
+                    eps: p.hyper.eps,
+                    betas: (p.hyper.beta1, p.hyper.beta2),
+                    call: p.calls + 1,
+                    max_t: p.step + 1,
                     percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
                     max_unorm: cfg.max_unorm,
                     skip_zeros: cfg.skip_zeros,
@@ -525,9 +592,15 @@ impl Optimizer {
         self.device_usable()?;
         // SAFETY: check_items verified non-null, aligned, non-overlapping buffers; that they are
         // device-accessible and hold numel elements is the caller's contract (see the header).
-        self.on_device(unsafe { backend.step(jobs, stream) })?;
+        let scaling = cuda::StepDevicePtrs {
+            grad_scale: options.grad_scale,
+            found_inf: options.found_inf,
+        };
+        self.on_device(unsafe { backend.step(jobs, scaling, stream) })?;
         for it in items {
-            self.params[it.id as usize].step += 1;
+            let p = &mut self.params[it.id as usize];
+            p.step += 1;
+            p.calls += 1;
         }
         Ok(())
     }

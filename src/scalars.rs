@@ -26,16 +26,25 @@ pub struct StepScalars {
     pub unorm_c2: f32,
     /// Gradient multiplier from percentile clipping (1 without it).
     pub gnorm_scale: f32,
+    /// Loss scaling (rule 18): every gradient element is divided by it first; 1 without it.
+    /// (The CUDA kernels read the scale from the call's device pointer instead.)
+    pub grad_scale: f32,
     /// 1 when weight decay applies, 0 otherwise (an integer so the struct has no padding issues).
     pub apply_decay: u32,
+}
+
+/// `beta^t` as the reference computes it: `powf`, not `powi` (libm's nearly correctly rounded
+/// pow). The CUDA backend takes these values from the host (a table) rather than compute them
+/// on the device, where pow rounds differently.
+pub fn power(beta: f64, t: u64) -> f64 {
+    beta.powf(t as f64)
 }
 
 impl StepScalars {
     /// Scalars for step `t >= 1` of a parameter with learning rate `lr` and hyper-parameters `h`.
     pub fn new(lr: f64, h: &Hyper, t: u64) -> StepScalars {
-        // `powf`, not `powi`: libm's correctly-rounded-ish pow is what the reference uses.
-        let bc1 = 1.0 - h.beta1.powf(t as f64);
-        let bc2 = 1.0 - h.beta2.powf(t as f64);
+        let bc1 = 1.0 - power(h.beta1, t);
+        let bc2 = 1.0 - power(h.beta2, t);
         let c2 = bc2.sqrt();
         StepScalars {
             beta1: h.beta1 as f32,
@@ -49,6 +58,7 @@ impl StepScalars {
             unorm_c1: (1.0 / bc1) as f32,
             unorm_c2: (1.0 / bc2) as f32,
             gnorm_scale: 1.0,
+            grad_scale: 1.0,
             apply_decay: (h.weight_decay > 0.0) as u32,
         }
     }

@@ -292,6 +292,7 @@ fn moments_bytes_mut(m: &mut Moments, kind: StateKind) -> Option<&mut [u8]> {
 /// which is every platform this library builds for; see the `compile_error!` in lib.rs).
 pub trait Pod: Copy {}
 impl Pod for f32 {}
+impl Pod for f64 {}
 impl Pod for u32 {}
 impl Pod for u64 {}
 impl Pod for u8 {}

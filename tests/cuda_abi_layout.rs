@@ -60,6 +60,7 @@ fn layouts() -> Vec<Layout> {
                 unorm_c1,
                 unorm_c2,
                 gnorm_scale,
+                grad_scale,
                 apply_decay,
             }
         ),
@@ -67,6 +68,7 @@ fn layouts() -> Vec<Layout> {
         layout!(
             "a8_aux",
             abi::Aux {
+                step,
                 nonfinite,
                 max1,
                 max2,
@@ -98,7 +100,10 @@ fn layouts() -> Vec<Layout> {
                 k,
                 dtype,
                 flags,
-                t,
+                call,
+                lr,
+                eps,
+                powers,
                 percentile,
                 max_unorm,
             }
@@ -107,6 +112,8 @@ fn layouts() -> Vec<Layout> {
             "a8_batch",
             abi::Batch {
                 maps,
+                grad_scale,
+                found_inf,
                 count,
                 total_blocks,
                 total_chunks,

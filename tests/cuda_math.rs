@@ -331,6 +331,7 @@ fn scalars_bytes(k: &StepScalars) -> Vec<u8> {
         k.unorm_c1,
         k.unorm_c2,
         k.gnorm_scale,
+        k.grad_scale,
     ]
     .iter()
     .flat_map(|x| x.to_le_bytes())

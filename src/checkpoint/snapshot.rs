@@ -41,7 +41,7 @@ pub fn capture(opt: &Optimizer) -> Result<Checkpoint<'_>> {
             numel: p.numel,
             dtype: p.dtype,
             path: p.path,
-            step: p.step,
+            step: opt.step_count(id)?,
             overrides: p.overrides,
             arrays,
         });

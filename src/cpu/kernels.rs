@@ -2,7 +2,7 @@
 //! tensor's last chunk). Chunks are independent, so any thread may run any chunk and the result
 //! never depends on the thread count (rule 16).
 
-use super::math::{codes, moments32, moments8, unorm_term, updated_param};
+use super::math::{codes, moments32, moments8, unorm_term, unscaled, updated_param};
 use super::simd::{self, VecElement};
 use crate::config::BLOCKSIZE;
 use crate::dtype::Element;
@@ -61,7 +61,7 @@ pub fn blockwise_scalar<P: Element>(
         let (old1, old2) = (*a1, *a2);
         let (mut new1, mut new2) = (0f32, 0f32);
         for i in 0..p.len() {
-            let (m, v, finite) = moments8(s1[i], s2[i], old1, old2, g[i].widen(), k);
+            let (m, v, finite) = moments8(s1[i], s2[i], old1, old2, unscaled(g[i].widen(), k), k);
             m_buf[i] = m;
             v_buf[i] = v;
             // f32::max ignores NaN, like CUDA's fmaxf; padding lanes simply do not exist (rule 4).
@@ -110,11 +110,12 @@ impl Partial {
     }
 }
 
-/// Sum of squares of the finite gradient elements (percentile clipping's norm, rule 11).
-pub fn grad_norm_sq<P: Element>(g: &[P]) -> Partial {
+/// Sum of squares of the finite gradient elements (percentile clipping's norm, rule 11), after
+/// the loss scale.
+pub fn grad_norm_sq<P: Element>(g: &[P], k: &StepScalars) -> Partial {
     let mut sum = 0f64;
     for &x in g {
-        let x = x.widen();
+        let x = unscaled(x.widen(), k);
         if x.is_finite() {
             sum += x as f64 * x as f64;
         }
@@ -152,7 +153,14 @@ pub fn dynamic_reduce<P: VecElement>(
         (done, r.max1, r.max2) = (n, m1, m2);
     }
     for i in done..g.len() {
-        let (m, v, finite) = moments8(state1[i], state2[i], old.0, old.1, g[i].widen(), k);
+        let (m, v, finite) = moments8(
+            state1[i],
+            state2[i],
+            old.0,
+            old.1,
+            unscaled(g[i].widen(), k),
+            k,
+        );
         r.max1 = r.max1.max(m.abs());
         r.max2 = r.max2.max(v.abs());
         if with_unorm && finite {
@@ -209,7 +217,14 @@ pub fn dynamic_update_scalar<P: Element>(
     let (recip1, recip2) = (1.0 / new.0, 1.0 / new.1);
     let mut nonfinite = 0;
     for i in 0..p.len() {
-        let (m, v, finite) = moments8(state1[i], state2[i], old.0, old.1, g[i].widen(), k);
+        let (m, v, finite) = moments8(
+            state1[i],
+            state2[i],
+            old.0,
+            old.1,
+            unscaled(g[i].widen(), k),
+            k,
+        );
         if finite {
             p[i] = P::narrow(updated_param(p[i].widen(), m, v, step_size, k));
         } else {
@@ -232,7 +247,13 @@ pub fn fp32_reduce<P: Element>(
 ) -> Partial {
     let mut r = Partial::default();
     for i in 0..g.len() {
-        let (m, v, active) = moments32(state1[i], state2[i], g[i].widen(), skip_zeros, k);
+        let (m, v, active) = moments32(
+            state1[i],
+            state2[i],
+            unscaled(g[i].widen(), k),
+            skip_zeros,
+            k,
+        );
         if active {
             r.unorm += unorm_term(m, v, k);
         }
@@ -279,7 +300,7 @@ pub fn fp32_update_scalar<P: Element>(
 ) -> u64 {
     let mut nonfinite = 0;
     for i in 0..p.len() {
-        let g = g[i].widen();
+        let g = unscaled(g[i].widen(), k);
         nonfinite += !g.is_finite() as u64;
         let (m, v, active) = moments32(state1[i], state2[i], g, skip_zeros, k);
         state1[i] = m;

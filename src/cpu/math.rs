@@ -6,6 +6,16 @@
 use crate::qmap::{SIGNED, UNSIGNED};
 use crate::scalars::StepScalars;
 
+/// A gradient element as the step reads it: divided by the loss scale (rule 18), if any.
+#[inline(always)]
+pub fn unscaled(g: f32, k: &StepScalars) -> f32 {
+    if k.grad_scale == 1.0 {
+        g
+    } else {
+        g / k.grad_scale
+    }
+}
+
 /// New `(m, v)` of an 8-bit element from its codes and the scales that decode them (blockwise:
 /// the block's old absmax; non-blockwise: the tensor's max). Non-finite gradients give
 /// `(+0, +0)` (rule 6); `finite` says which it was.

@@ -318,7 +318,7 @@ fn update_task(v: &View, task: &Task) -> u64 {
 }
 
 fn grad_task(v: &View, task: &Task) -> Partial {
-    with_element!(v.dtype, P => unsafe { kernels::grad_norm_sq::<P>(part(v.grad as *const P, task)) })
+    with_element!(v.dtype, P => unsafe { kernels::grad_norm_sq::<P>(part(v.grad as *const P, task), &v.k) })
 }
 
 /// One step of every job in `scratch.jobs`, as one parallel sweep per phase; returns each

@@ -50,11 +50,13 @@ impl Maps {
     }
 }
 
-/// Per-parameter device scalars. The accumulators have a slot per parity of the step: a step
-/// `t` accumulates into slot `t & 1` and clears the other for the next step.
+/// Per-parameter device scalars. The step counter and the accumulators have a slot per parity
+/// of the host's count of step calls: call `c` reads slot `(c + 1) & 1`, writes slot `c & 1`,
+/// and clears the accumulators of slot `(c + 1) & 1` for the next call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Aux {
+    pub step: [u64; 2],
     pub nonfinite: [u64; 2],
     pub max1: f32,
     pub max2: f32,
@@ -73,6 +75,7 @@ impl Aux {
     /// The state of a fresh parameter: scales 0, history 0, unit step scales.
     pub fn initial() -> Aux {
         Aux {
+            step: [0; 2],
             nonfinite: [0; 2],
             max1: 0.0,
             max2: 0.0,
@@ -88,21 +91,15 @@ impl Aux {
         }
     }
 
-    /// The non-finite count of the last step taken, `step` (its slot).
-    pub fn nonfinite_of(&self, step: u64) -> u64 {
-        self.nonfinite[(step & 1) as usize]
+    /// The steps taken and the non-finite count of the last one, after `calls` step calls.
+    pub fn after(&self, calls: u64) -> (u64, u64) {
+        let slot = (calls & 1) as usize;
+        (self.step[slot], self.nonfinite[slot])
     }
 
-    /// After the step counter moved from `old` to `new` (set_step, a checkpoint load): the last
-    /// step's count where the next reads it, and clean accumulators for the next step.
-    pub fn renumber(&mut self, old: u64, new: u64) {
-        let count = self.nonfinite_of(old);
-        let next = ((new + 1) & 1) as usize;
-        self.nonfinite[(new & 1) as usize] = count;
-        self.nonfinite[next] = 0;
-        self.new_max1[next] = 0;
-        self.new_max2[next] = 0;
-        self.ticket = 0;
+    /// `set_step` after `calls` step calls: what the next call reads.
+    pub fn set_step(&mut self, calls: u64, step: u64) {
+        self.step[(calls & 1) as usize] = step;
     }
 }
 
@@ -124,7 +121,10 @@ pub struct Tensor {
     pub k: StepScalars,
     pub dtype: u32,
     pub flags: u32,
-    pub t: u64,
+    pub call: u64,
+    pub lr: f64,
+    pub eps: f64,
+    pub powers: u64,
     pub percentile: i32,
     pub max_unorm: f32,
 }
@@ -134,6 +134,8 @@ pub struct Tensor {
 #[derive(Clone, Copy)]
 pub struct Batch {
     pub maps: u64,
+    pub grad_scale: u64,
+    pub found_inf: u64,
     pub count: u32,
     pub total_blocks: u64,
     pub total_chunks: u64,

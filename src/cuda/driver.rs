@@ -220,6 +220,31 @@ impl DevBuf {
         Ok(buf)
     }
 
+    /// `bytes` of device memory, not initialised (the caller writes all of it).
+    pub fn uninit(ctx: &Context, bytes: usize) -> Result<DevBuf> {
+        let _bound = ctx.bind()?;
+        let bytes = bytes.max(1);
+        // SAFETY: a plain allocation on the current context.
+        let ptr = unsafe { result::malloc_sync(bytes) }.map_err(cu("cuMemAlloc"))?;
+        Ok(DevBuf {
+            ptr,
+            bytes,
+            ctx: ctx.ctx,
+        })
+    }
+
+    /// Queues a copy of `src` (from pageable memory, which the driver stages before it
+    /// returns: no host synchronisation) to the start of the buffer on `stream`.
+    ///
+    /// # Safety
+    /// `stream` must be NULL or a live stream of the buffer's context, which is current.
+    pub unsafe fn upload_async(&self, src: &[u8], stream: sys::CUstream) -> Result<()> {
+        if src.len() > self.bytes {
+            return Err(Error::Panic("upload larger than its device buffer".into()));
+        }
+        result::memcpy_htod_async(self.ptr, src, stream).map_err(cu("cuMemcpyHtoDAsync"))
+    }
+
     /// Copies `src` to the start of the buffer (synchronously).
     pub fn upload(&self, src: &[u8]) -> Result<()> {
         if src.len() > self.bytes {

@@ -63,6 +63,10 @@ pub struct Backend {
     writes_pending: Cell<bool>,
     /// The launch's work list, reused by every launch.
     batch: RefCell<Box<abi::Batch>>,
+    /// Power tables per pair of betas, and the tables they outgrew (a queued step may still
+    /// read one; they go with the handle).
+    powers: RefCell<Vec<Powers>>,
+    outgrown: RefCell<Vec<DevBuf>>,
     /// The tables the batch points the kernels at.
     _maps: DevBuf,
     kernels: Kernels,
@@ -86,11 +90,33 @@ pub struct Job<'a> {
     pub dtype: Dtype,
     pub param: *mut u8,
     pub grad: *const u8,
+    /// Rule 2's constants (the fields that depend on the step number are made on the device).
     pub scalars: StepScalars,
-    pub t: u64,
+    pub lr: f64,
+    pub eps: f64,
+    pub betas: (f64, f64),
+    /// The number of this step call of the parameter (the device's slot parity).
+    pub call: u64,
+    /// The largest step number this call can take (the host's count, which skips only lower).
+    pub max_t: u64,
     pub percentile: Option<i32>,
     pub max_unorm: f64,
     pub skip_zeros: bool,
+}
+
+/// Loss scaling of one step (rule 18): device pointers, NULL when unused.
+#[derive(Debug, Clone, Copy)]
+pub struct StepDevicePtrs {
+    pub grad_scale: *const f32,
+    pub found_inf: *const f32,
+}
+
+/// `beta1^t`, `beta2^t` for `t = 0..len`, in device memory: the one operation of rule 2 that
+/// the device does not compute itself, because its pow rounds otherwise than the host's.
+struct Powers {
+    betas: (u64, u64),
+    buf: DevBuf,
+    len: u64,
 }
 
 impl Backend {
@@ -137,8 +163,12 @@ impl Backend {
             writes_done: Event::new(&ctx)?,
             last_stream: Cell::new(None),
             writes_pending: Cell::new(false),
+            powers: RefCell::new(Vec::new()),
+            outgrown: RefCell::new(Vec::new()),
             batch: RefCell::new(Box::new(abi::Batch {
                 maps: maps.ptr,
+                grad_scale: 0,
+                found_inf: 0,
                 count: 0,
                 total_blocks: 0,
                 total_chunks: 0,
@@ -203,6 +233,7 @@ impl Backend {
     pub unsafe fn step<'a, I: Iterator<Item = Job<'a>>>(
         &self,
         jobs: impl Fn(Option<Path>) -> I,
+        scaling: StepDevicePtrs,
         stream: *mut c_void,
     ) -> Result<()> {
         let _bound = self.ctx.bind()?;
@@ -227,9 +258,11 @@ impl Backend {
             {
                 let mut batch = self.batch.borrow_mut();
                 batch.count = 0;
+                batch.grad_scale = scaling.grad_scale as u64;
+                batch.found_inf = scaling.found_inf as u64;
                 for job in jobs(Some(path)).filter(|j| j.dtype == dtype) {
                     let slot = batch.count as usize;
-                    batch.t[slot] = self.tensor(&job);
+                    batch.t[slot] = self.tensor(&job, stream)?;
                     batch.count += 1;
                     if batch.count as usize == abi::MAX_TENSORS {
                         self.launch_batch(path, &mut batch, stream, &launched)?;
@@ -309,7 +342,43 @@ impl Backend {
         }
     }
 
-    fn tensor(&self, j: &Job<'_>) -> abi::Tensor {
+    /// The device address of the power table of `betas`, grown (doubling, so rarely) to hold
+    /// `max_t`; the upload is queued on `stream`, before the launches that read it.
+    unsafe fn powers(&self, betas: (f64, f64), max_t: u64, stream: sys::CUstream) -> Result<u64> {
+        let key = (betas.0.to_bits(), betas.1.to_bits());
+        let mut tables = self.powers.borrow_mut();
+        let at = tables.iter().position(|p| p.betas == key);
+        if let Some(p) = at.map(|i| &tables[i]).filter(|p| p.len > max_t) {
+            return Ok(p.buf.ptr);
+        }
+        let len = (max_t + 1).max(1024).next_power_of_two();
+        let values: Vec<f64> = (0..len)
+            .flat_map(|t| {
+                [
+                    crate::scalars::power(betas.0, t),
+                    crate::scalars::power(betas.1, t),
+                ]
+            })
+            .collect();
+        let buf = DevBuf::uninit(&self.ctx, values.len() * 8)?;
+        buf.upload_async(crate::state::as_bytes(&values), stream)?;
+        let ptr = buf.ptr;
+        let table = Powers {
+            betas: key,
+            buf,
+            len,
+        };
+        match at {
+            Some(i) => {
+                let old = std::mem::replace(&mut tables[i], table);
+                self.outgrown.borrow_mut().push(old.buf);
+            }
+            None => tables.push(table),
+        }
+        Ok(ptr)
+    }
+
+    unsafe fn tensor(&self, j: &Job<'_>, stream: sys::CUstream) -> Result<abi::Tensor> {
         let s = j.state;
         let (a1, a2) = s
             .absmax
@@ -329,7 +398,7 @@ impl Backend {
         .iter()
         .filter(|(on, _)| *on)
         .fold(0, |acc, (_, bit)| acc | bit);
-        abi::Tensor {
+        Ok(abi::Tensor {
             p: j.param as u64,
             g: j.grad as u64,
             s1: s.s1.ptr,
@@ -348,10 +417,13 @@ impl Backend {
                 Dtype::Bf16 => abi::BF16,
             },
             flags,
-            t: j.t,
+            call: j.call,
+            lr: j.lr,
+            eps: j.eps,
+            powers: self.powers(j.betas, j.max_t, stream)?,
             percentile: j.percentile.unwrap_or(100),
             max_unorm: j.max_unorm as f32,
-        }
+        })
     }
 
     unsafe fn prefetch_paged<'a>(

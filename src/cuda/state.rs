@@ -86,10 +86,11 @@ impl DeviceState {
         Ok(a)
     }
 
-    /// After `set_step` moved the step counter from `old` to `new` (synchronous copies).
-    pub fn renumber(&self, old: u64, new: u64) -> Result<()> {
+    /// Sets the step counter the next call reads, after `calls` step calls (synchronous
+    /// copies).
+    pub fn set_step(&self, calls: u64, step: u64) -> Result<()> {
         let mut a = self.read_aux()?;
-        a.renumber(old, new);
+        a.set_step(calls, step);
         self.aux.upload(aux_bytes(&a))
     }
 

@@ -6,7 +6,7 @@ use super::types::*;
 use super::{arg, bnb_adam8bit_t, c_array, guard, out_arg, read_versioned, write_versioned};
 use crate::config::ParamOverrides;
 use crate::error::invalid;
-use crate::optimizer::StepItem;
+use crate::optimizer::{StepItem, StepOptions};
 
 /// Writes options with no override set and group 0 to `*out`, a struct of `struct_size`
 /// bytes (pass `sizeof *out`), as `bnb_adam8bit_config_default` does.
@@ -184,6 +184,65 @@ pub unsafe extern "C" fn bnb_adam8bit_step_many(
         // allocates nothing.
         let items = std::slice::from_raw_parts(items.as_ptr().cast::<StepItem>(), items.len());
         opt.step(items, stream)
+    })
+}
+
+/// Writes options with nothing set (no loss scaling, always step) to `*out`, a struct of
+/// `struct_size` bytes (pass `sizeof *out`).
+///
+/// # Safety
+/// `out` must be NULL or point to `struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bnb_step_options_default(
+    out: *mut bnb_step_options_t,
+    struct_size: usize,
+) -> bnb_status_t {
+    guard(|| write_versioned(out, struct_size, bnb_step_options_t::default(), "out"))
+}
+
+/// `bnb_adam8bit_step_many` with options (`options` may be NULL: none): loss scaling fused into
+/// the step, as PyTorch's fused Adam takes GradScaler's `grad_scale` and `found_inf`. On a CUDA
+/// handle both are device pointers, read by the kernels on `stream` (no host read, no
+/// synchronisation; the step counters live on the device, so `param_info` reports the steps
+/// actually taken); on a CPU handle they are host pointers, read during the call. A skipped
+/// call returns BNB_OK and changes nothing.
+///
+/// # Safety
+/// As `bnb_adam8bit_step_many`; `options` NULL or a valid struct whose non-NULL pointers point
+/// to one float each (device-accessible on a CUDA handle, until the stream reaches the step).
+#[no_mangle]
+pub unsafe extern "C" fn bnb_adam8bit_step_many_ex(
+    h: *mut bnb_adam8bit_t,
+    items: *const bnb_step_item_t,
+    count: usize,
+    options: *const bnb_step_options_t,
+    stream: *mut c_void,
+) -> bnb_status_t {
+    guard(|| {
+        let mut opt = arg(h, "handle")?.lock()?;
+        let items = c_array(items, count, "items")?;
+        let o = if options.is_null() {
+            bnb_step_options_t::default()
+        } else {
+            read_versioned(options, "options")?
+        };
+        for (p, what) in [(o.grad_scale, "grad_scale"), (o.found_inf, "found_inf")] {
+            if !p.is_aligned() {
+                invalid!("options.{what} is not aligned to a float");
+            }
+        }
+        if opt.device() == crate::optimizer::Device::Cpu && !stream.is_null() {
+            invalid!("stream must be NULL on a CPU handle");
+        }
+        let items = std::slice::from_raw_parts(items.as_ptr().cast::<StepItem>(), items.len());
+        opt.step_with_options(
+            items,
+            stream,
+            StepOptions {
+                grad_scale: o.grad_scale,
+                found_inf: o.found_inf,
+            },
+        )
     })
 }
 

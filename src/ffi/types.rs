@@ -342,6 +342,37 @@ pub struct bnb_step_item_t {
     pub grad: *const c_void,
 }
 
+/// Options of one `bnb_adam8bit_step_many_ex` call, a versioned struct: fill it with
+/// `bnb_step_options_default(&o, sizeof o)`; every field of a later version means "off" when
+/// zero.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct bnb_step_options_t {
+    pub struct_size: u64,
+    /// Loss scaling (GradScaler): every gradient element is divided by `*grad_scale` (fp32,
+    /// correctly rounded) before anything reads it, percentile clipping's norm included. A
+    /// `*grad_scale` that is zero, negative or not finite skips the call, as `found_inf` does
+    /// (instead of zeroing every moment as non-finite gradients would). NULL: no scaling.
+    pub grad_scale: *const f32,
+    /// When `*found_inf != 0` at step time (GradScaler sums it over devices, so it may exceed
+    /// 1), the call changes nothing: no parameter, state, history, counter or step number.
+    /// NULL: always step.
+    pub found_inf: *const f32,
+}
+
+impl Default for bnb_step_options_t {
+    fn default() -> Self {
+        bnb_step_options_t {
+            struct_size: std::mem::size_of::<bnb_step_options_t>() as u64,
+            grad_scale: std::ptr::null(),
+            found_inf: std::ptr::null(),
+        }
+    }
+}
+
+// Two pointers after the size: no padding, no bools.
+unsafe impl Versioned for bnb_step_options_t {}
+
 pub fn dtype(d: bnb_dtype_t) -> Result<Dtype> {
     Ok(match d {
         BNB_DTYPE_F32 => Dtype::F32,

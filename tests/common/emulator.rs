@@ -120,10 +120,9 @@ pub fn on_emulator_with(name: &str, env: &[(&str, &str)], body: impl FnOnce(&mut
     if !kernels_or_skip(name) {
         return;
     }
-    assert!(
-        cfg!(target_arch = "x86_64"),
-        "{name}: the emulated device (tools/cuemu) runs on x86-64 only"
-    );
+    if !cfg!(target_arch = "x86_64") {
+        panic!("{name}: the emulated device (tools/cuemu) runs on x86-64 only");
+    }
     let exe = std::env::current_exe().unwrap();
     let mut seen: Vec<(String, String)> = Vec::new();
     for order in orders() {

@@ -115,7 +115,7 @@ unsafe fn block<S: Lanes, P: VecElement>(
     let (mut acc1, mut acc2) = (zero, zero);
     let mut finite_lanes = 0u32;
     for i in (0..BLOCK).step_by(S::N) {
-        let (_, gf) = P::load::<S>(g.add(i));
+        let gf = c.grad::<P>(g.add(i));
         let (m, v, finite) = moments::<S>(c, s1.add(i), s2.add(i), old1, old2, gf);
         S::store(m_buf.as_mut_ptr().add(i), m);
         S::store(v_buf.as_mut_ptr().add(i), v);

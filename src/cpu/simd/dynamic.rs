@@ -114,7 +114,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(
         Pass::Max => {
             let (mut acc1, mut acc2) = (zero, zero);
             for i in (0..a.n).step_by(S::N) {
-                let (_, gf) = P::load::<S>(a.g.add(i));
+                let gf = c.grad::<P>(a.g.add(i));
                 let (m, v, _) = moments::<S>(&c, a.s1.add(i), a.s2.add(i), old1, old2, gf);
                 acc1 = S::max(S::abs(m), acc1);
                 acc2 = S::max(S::abs(v), acc2);
@@ -127,7 +127,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(
             let mut finite_lanes = 0u64;
             for i in (0..a.n).step_by(S::N) {
                 let (s1, s2) = (a.s1.add(i), a.s2.add(i));
-                let (_, gf) = P::load::<S>(a.g.add(i));
+                let gf = c.grad::<P>(a.g.add(i));
                 let (m, v, finite) = moments::<S>(&c, s1, s2, old1, old2, gf);
                 update_param::<S, P>(&c, a.p.add(i), m, v, step, finite);
                 finite_lanes += S::count(finite) as u64;

@@ -69,7 +69,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     let zero = S::splat(0.0);
     let mut finite_lanes = 0u64;
     for i in (0..a.n).step_by(S::N) {
-        let (_, gf) = P::load::<S>(a.g.add(i));
+        let gf = c.grad::<P>(a.g.add(i));
         let gam = S::mul(gf, gnorm);
         let finite = S::finite(gf);
         // Active: finite and, with skip_zeros, a nonzero scaled gradient (-0.0 is zero).

@@ -17,6 +17,8 @@ pub struct Consts<S: Lanes> {
     gnorm: S::F,
     eps_c2: S::F,
     decay: Option<S::F>,
+    /// The loss scale gradients are divided by, when there is one (rule 18).
+    grad_scale: Option<S::F>,
     pub signed: &'static Qmap,
     pub unsigned: &'static Qmap,
     /// Both maps' linear tables, when they built.
@@ -24,6 +26,19 @@ pub struct Consts<S: Lanes> {
 }
 
 impl<S: Lanes> Consts<S> {
+    /// `N` gradient elements at `g` as the step reads them (`math::unscaled` on `N` lanes).
+    ///
+    /// # Safety
+    /// `S`'s ISA must be enabled; `g` valid for `N` elements.
+    #[inline(always)]
+    pub unsafe fn grad<P: super::VecElement>(&self, g: *const P) -> S::F {
+        let (_, gf) = P::load::<S>(g);
+        match self.grad_scale {
+            Some(s) => S::div(gf, s),
+            None => gf,
+        }
+    }
+
     /// # Safety
     /// `S`'s ISA must be enabled.
     #[inline(always)]
@@ -37,6 +52,7 @@ impl<S: Lanes> Consts<S> {
             gnorm: S::splat(k.gnorm_scale),
             eps_c2: S::splat(k.eps_c2),
             decay: (k.apply_decay != 0).then(|| S::splat(k.decay)),
+            grad_scale: (k.grad_scale != 1.0).then(|| S::splat(k.grad_scale)),
             signed,
             unsigned,
             linear: signed.linear.as_ref().zip(unsigned.linear.as_ref()),
