@@ -137,6 +137,30 @@ double train(adam8bit::Optimizer &opt, Model &m, int from, int to) {
     return loss;
 }
 
+// train(), with loss scaling as GradScaler does it: gradients of a loss scaled by 256 (exact
+// in fp32), unscaled inside the step; and before every 7th step a call that GradScaler would
+// skip (found_inf = 1, on garbage gradients), which must change nothing.
+void train_scaled(adam8bit::Optimizer &opt, Model &m, int from, int to) {
+    Model g;
+    const float scale = 256.0f, no_inf = 0.0f, inf = 1.0f;
+    for (int s = from; s < to; s++) {
+        loss_and_grad(m, s, g);
+        opt.set_lr(1e-2 * 0.5 * (1 + std::cos(3.14159265358979 * s / STEPS)));
+        std::vector<adam8bit::StepItem> items;
+        auto mt = m.tensors(), gt = g.tensors();
+        for (std::uint32_t i = 0; i < mt.size(); i++) items.emplace_back(i, *mt[i], *gt[i]);
+        if (s % 7 == 0) {
+            for (auto *t : gt)
+                for (float &x : *t) x = 1e30f;
+            opt.step_many(items, adam8bit::StepOptions().grad_scale(&scale).found_inf(&inf));
+            loss_and_grad(m, s, g);
+        }
+        for (auto *t : gt)
+            for (float &x : *t) x *= scale;
+        opt.step_many(items, adam8bit::StepOptions().grad_scale(&scale).found_inf(&no_inf));
+    }
+}
+
 // Every state array and step counter of every parameter, concatenated.
 std::vector<std::uint8_t> state_of(const adam8bit::Optimizer &opt) {
     std::vector<std::uint8_t> all;
@@ -223,6 +247,13 @@ int main(int argc, char **argv) {
         train(oc, mc, RESUME_AT, STEPS);
         expect(same(ma, mc), "C: parameters differ from the uninterrupted run");
         expect(state_of(oa) == state_of(oc), "C: optimizer state differs from the uninterrupted run");
+
+        std::printf("D: loss-scaled gradients unscaled in the step, with skipped calls\n");
+        Model md = Model::init(1, 0.1f);
+        adam8bit::Optimizer od = make_optimizer();
+        train_scaled(od, md, 0, STEPS);
+        expect(same(ma, md), "D: parameters differ from the unscaled run");
+        expect(state_of(oa) == state_of(od), "D: optimizer state differs from the unscaled run");
 
         // Errors arrive as exceptions with the status, and a failed load changes nothing.
         const auto before = state_of(oc);

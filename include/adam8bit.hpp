@@ -151,6 +151,27 @@ struct StepItem {
     }
 };
 
+// Loss scaling of one step_many() call (rule 18): pointers to one float each, host memory on a
+// CPU handle and device memory on a CUDA handle (read there by the kernels, on the stream).
+// Every gradient is divided by *grad_scale first; *found_inf != 0, or a scale that is zero,
+// negative or not finite, makes the call change nothing. Unset: off.
+class StepOptions {
+public:
+    StepOptions() { check(bnb_step_options_default(&o_, sizeof o_)); }
+    StepOptions &grad_scale(const float *scale) {
+        o_.grad_scale = scale;
+        return *this;
+    }
+    StepOptions &found_inf(const float *flag) {
+        o_.found_inf = flag;
+        return *this;
+    }
+    const bnb_step_options_t &c() const { return o_; }
+
+private:
+    bnb_step_options_t o_;
+};
+
 // Sets the CPU worker count shared by all handles (0 = the cores this process may use).
 inline void set_num_threads(std::uint32_t n) { check(bnb_set_num_threads(n)); }
 inline std::uint32_t num_threads() { return bnb_get_num_threads(); }
@@ -217,15 +238,17 @@ public:
         StepItem::require_16bit(dtype);
         step_raw(id, param.data(), grad.data(), param.size(), grad.size(), dtype);
     }
-    // All listed parameters in one parallel sweep.
-    void step_many(const std::vector<StepItem> &items) {
+    // All listed parameters in one parallel sweep (CPU) or one launch per path (CUDA, on
+    // `stream`), with loss scaling when `options` sets it.
+    void step_many(const std::vector<StepItem> &items, const StepOptions &options = StepOptions(),
+                   void *stream = nullptr) {
         std::vector<bnb_step_item_t> c;
         c.reserve(items.size());
         for (const StepItem &it : items) {
             check_numel(it.id, it.numel, it.numel, it.dtype);
             c.push_back(bnb_step_item_t{it.id, it.param, it.grad});
         }
-        check(bnb_adam8bit_step_many(live(), c.data(), c.size(), nullptr));
+        check(bnb_adam8bit_step_many_ex(live(), c.data(), c.size(), &options.c(), stream));
     }
 
     // ---- state access ----

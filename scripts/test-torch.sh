@@ -36,3 +36,4 @@ g++ -std=c++20 -O2 -shared -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -Wall \
   -L "$torch_dir/lib" -ltorch_cpu -lc10 -lc10_cuda -L target/release -ladam8bit \
   -Wl,-rpath,"$torch_dir/lib" -Wl,-rpath,"$PWD/target/release"
 "$venv/bin/python" examples-c/torch/test_against_bnb.py "$out/libadam8bit_torch.so"
+"$venv/bin/python" examples-c/torch/test_grad_scaler.py "$out/libadam8bit_torch.so"

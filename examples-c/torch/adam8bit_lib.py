@@ -11,6 +11,15 @@ def load_extension(path):
 
 
 class Adam8bitLib(torch.optim.Optimizer):
+    # GradScaler's protocol for fused optimizers: `scaler.step(opt)` sets `opt.grad_scale` and
+    # `opt.found_inf` (tensors on the scale's device) and calls step() whatever found_inf says;
+    # the step divides the gradients by grad_scale itself and skips when found_inf is nonzero.
+    # After a user's `scaler.unscale_(opt)` (for gradient clipping) grad_scale is None.
+    # What remains unfused: GradScaler still reads every gradient once for found_inf; and the
+    # gradients are const to libadam8bit, so `.grad` keeps the scaled values (torch's fused Adam
+    # overwrites it with the unscaled ones).
+    _step_supports_amp_scaling = True
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, min_8bit_size=4096):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         if len(self.param_groups) != 1:
@@ -45,5 +54,12 @@ class Adam8bitLib(torch.optim.Optimizer):
             ids.append(pid)
             params.append(p.data)
             grads.append(p.grad.contiguous())
-        self.handle.step(ids, params, grads)
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
+        if grad_scale is None and found_inf is None:
+            self.handle.step(ids, params, grads)
+        else:
+            device = params[0].device if params else torch.device("cpu")
+            as_arg = lambda t: None if t is None else t.to(device=device, dtype=torch.float32).reshape(1).contiguous()
+            self.handle.step_scaled(ids, params, grads, as_arg(grad_scale), as_arg(found_inf))
         return loss

@@ -75,6 +75,15 @@ struct Optimizer : torch::CustomClassHolder {
   // One step of every (id, param, grad) triple, in one call: params are updated in place.
   void step(const std::vector<int64_t> &ids, const std::vector<at::Tensor> &params,
             const std::vector<at::Tensor> &grads) {
+    step_scaled(ids, params, grads, c10::nullopt, c10::nullopt);
+  }
+
+  // step() with GradScaler's loss scaling fused in (rule 18): grads are divided by
+  // `grad_scale` inside the step; a nonzero `found_inf` makes it change nothing. Both are
+  // one-element float32 tensors on the parameters' device, read there (no host read on CUDA).
+  void step_scaled(const std::vector<int64_t> &ids, const std::vector<at::Tensor> &params,
+                   const std::vector<at::Tensor> &grads, const c10::optional<at::Tensor> &grad_scale,
+                   const c10::optional<at::Tensor> &found_inf) {
     TORCH_CHECK(ids.size() == params.size() && ids.size() == grads.size(), "ids, params and grads differ in length");
     std::vector<bnb_step_item_t> items(ids.size());
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -103,7 +112,21 @@ struct Optimizer : torch::CustomClassHolder {
                     "all params and grads of one step must be on one device");
       stream = c10::cuda::getCurrentCUDAStream(params[0].get_device()).stream();
     }
-    check(bnb_adam8bit_step_many(handle, items.data(), items.size(), stream), "step_many");
+    bnb_step_options_t options;
+    check(bnb_step_options_default(&options, sizeof options), "step_options_default");
+    const char *names[] = {"grad_scale", "found_inf"};
+    const c10::optional<at::Tensor> *given[] = {&grad_scale, &found_inf};
+    const float **slots[] = {&options.grad_scale, &options.found_inf};
+    for (int k = 0; k < 2; ++k) {
+      if (!given[k]->has_value()) continue;
+      const at::Tensor &t = given[k]->value();
+      TORCH_CHECK(t.scalar_type() == at::kFloat && t.numel() == 1 && t.is_contiguous(), names[k],
+                  " must be a one-element float32 tensor");
+      TORCH_CHECK(t.is_cuda() == on_cuda && (!on_cuda || t.get_device() == cuda_index), names[k],
+                  " must be on the parameters' device");
+      *slots[k] = t.data_ptr<float>();
+    }
+    check(bnb_adam8bit_step_many_ex(handle, items.data(), items.size(), &options, stream), "step_many_ex");
   }
 
   // The whole optimizer state as a libadam8bit checkpoint (safetensors; docs/checkpoint.md).
@@ -162,6 +185,7 @@ TORCH_LIBRARY(adam8bit, m) {
       .def(torch::init<double, double, double, double, double, int64_t, bool, int64_t>())
       .def("add_param", &Optimizer::add_param)
       .def("step", &Optimizer::step)
+      .def("step_scaled", &Optimizer::step_scaled)
       .def("save", &Optimizer::save)
       .def("load", &Optimizer::load)
       .def("set_lr", &Optimizer::set_lr)
