@@ -83,6 +83,14 @@
 
 #define BNB_OPT_SHARD (1 << 7)
 
+// `BNB_OPT_STOCHASTIC_ROUNDING`, `BNB_OPT_SEED`, `BNB_OPT_ROUNDING_KEY`: rule 19's settings of
+// this parameter (`stochastic_rounding`, `seed`, `rounding_key`).
+#define BNB_OPT_STOCHASTIC_ROUNDING (1 << 8)
+
+#define BNB_OPT_SEED (1 << 9)
+
+#define BNB_OPT_ROUNDING_KEY (1 << 10)
+
 // Opaque optimizer handle. Every call on one handle takes its lock, so concurrent calls on
 // the same handle are serialised (never a data race); different handles take different locks
 // (CPU steps of different handles still share the worker pool's threads). A panic while the
@@ -127,6 +135,16 @@ typedef struct bnb_adam8bit_config_t {
   // Must be zero (the `_default`/`_preset` functions zero it): room for options of
   // later versions that an older library then refuses instead of ignoring.
   uint8_t reserved[4];
+  // Seed of the stochastic rounding's draws (fields since 0.3; a caller compiled against
+  // 0.2's smaller struct gets 0 and false).
+  uint64_t seed;
+  // fp16/bf16 parameters round each updated element to one of its two neighbours at random
+  // (DECISIONS rule 19, docs/design.md "Stochastic rounding"), unbiased and reproducible:
+  // the draws depend only on the seed, the parameter's key, the step and the element's
+  // index in the full tensor. fp32 parameters are unaffected. Default false.
+  bool stochastic_rounding;
+  // Zero, like `reserved`.
+  uint8_t reserved2[7];
 } bnb_adam8bit_config_t;
 
 // The bitsandbytes classes a configuration can start from.
@@ -165,6 +183,16 @@ typedef struct bnb_param_options_t {
   // the 8-bit/32-bit choice uses `shard_full_numel`.
   uint64_t shard_full_numel;
   uint64_t shard_offset;
+  // `BNB_OPT_SEED`: this parameter's seed of rule 19's draws (fields since 0.3).
+  uint64_t seed;
+  // `BNB_OPT_ROUNDING_KEY`: this parameter's key in rule 19's draws. Without it the key is
+  // derived from the full tensor's size and how many parameters of that size the handle
+  // registered before it, so every rank of a sharded run gives a tensor the same key.
+  uint64_t rounding_key;
+  // `BNB_OPT_STOCHASTIC_ROUNDING`: rule 19 on or off for this parameter.
+  bool stochastic_rounding;
+  // Zero: room for later fields.
+  uint8_t reserved[7];
 } bnb_param_options_t;
 
 // Element type of a parameter and its gradient (they always share it).
@@ -197,9 +225,14 @@ typedef struct bnb_param_info_t {
   uint32_t group;
   // Whether state1/state2 live in CUDA managed memory.
   bool paged;
+  // Whether its updates round stochastically (rule 19: on for it, and fp16/bf16).
+  bool stochastic_rounding;
   // Zero: the tail padding made explicit, so a later field placed here reads 0 from an
   // older library instead of padding bytes.
-  uint8_t reserved[7];
+  uint8_t reserved[6];
+  // Its key in rule 19's draws (the override or the default; equal on every rank for the
+  // shards of one tensor).
+  uint64_t rounding_key;
 } bnb_param_info_t;
 
 // One parameter of a `bnb_adam8bit_step_many` call.

@@ -26,6 +26,9 @@ pub struct Config {
     pub block_wise: bool,
     pub is_paged: bool,
     pub skip_zeros: bool,
+    /// Rule 19: 16-bit parameters round stochastically, with draws keyed by `seed`.
+    pub stochastic_rounding: bool,
+    pub seed: u64,
 }
 
 /// The four classes of the seed's family; they differ only in `weight_decay` and `is_paged`.
@@ -53,6 +56,8 @@ impl Config {
             block_wise: true,
             is_paged: false,
             skip_zeros: false,
+            stochastic_rounding: false,
+            seed: 0,
         };
         match preset {
             Preset::Adam8bit => base,
@@ -170,6 +175,12 @@ pub struct ParamOverrides {
     pub min_8bit_size: Option<u64>,
     /// `(full_numel, offset)` when the parameter is a shard of a larger flattened tensor.
     pub shard: Option<Shard>,
+    /// Rule 19 for this parameter instead of the handle's setting and seed.
+    pub stochastic_rounding: Option<bool>,
+    pub seed: Option<u64>,
+    /// The parameter's key in rule 19's draws instead of the default one
+    /// (`rounding::default_key`).
+    pub rounding_key: Option<u64>,
 }
 
 /// A contiguous slice `[offset, offset + numel)` of a flattened tensor of `full_numel` elements.
@@ -228,10 +239,21 @@ impl ParamOverrides {
         Ok(hyper)
     }
 
+    /// The element count of the tensor the parameter is (a shard's full tensor).
+    pub fn full_numel(&self, numel: u64) -> u64 {
+        self.shard.map_or(numel, |s| s.full_numel)
+    }
+
+    /// Whether rule 19 applies to a parameter of `dtype` (never to fp32 ones), and its seed.
+    pub fn stochastic_seed(&self, cfg: &Config, dtype: crate::dtype::Dtype) -> Option<u64> {
+        let on = self.stochastic_rounding.unwrap_or(cfg.stochastic_rounding);
+        (on && dtype != crate::dtype::Dtype::F32).then(|| self.seed.unwrap_or(cfg.seed))
+    }
+
     /// The path a parameter of `numel` elements takes (rule 9: `numel < min_8bit_size` is
     /// strict; a shard decides by the full tensor's size, never by its slice).
     pub fn path(&self, cfg: &Config, numel: u64) -> Result<Path> {
-        let decided_by = self.shard.map_or(numel, |s| s.full_numel);
+        let decided_by = self.full_numel(numel);
         let min_8bit = self.min_8bit_size.unwrap_or(cfg.min_8bit_size);
         let eight_bit = match self.optim_bits {
             None | Some(8) => decided_by >= min_8bit,

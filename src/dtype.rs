@@ -1,5 +1,5 @@
 //! Parameter and gradient element types (DECISIONS rule 14): the math is fp32, the result is
-//! rounded once to the parameter's type, to nearest even.
+//! rounded once to the parameter's type, to nearest even (or stochastically, rule 19).
 
 use half::{bf16, f16};
 
@@ -33,10 +33,12 @@ impl Dtype {
     }
 }
 
-/// A parameter element: widened to f32 exactly, narrowed with one round-to-nearest-even.
+/// A parameter element: widened to f32 exactly, narrowed with one round-to-nearest-even, or
+/// with one stochastic rounding by a 32-bit draw (`crate::rounding`; fp32 is left as it is).
 pub trait Element: Copy + Send + Sync + 'static {
     fn widen(self) -> f32;
     fn narrow(x: f32) -> Self;
+    fn narrow_stochastic(x: f32, draw: u32) -> Self;
 }
 
 impl Element for f32 {
@@ -46,6 +48,10 @@ impl Element for f32 {
     }
     #[inline(always)]
     fn narrow(x: f32) -> f32 {
+        x
+    }
+    #[inline(always)]
+    fn narrow_stochastic(x: f32, _draw: u32) -> f32 {
         x
     }
 }
@@ -59,6 +65,10 @@ impl Element for f16 {
     fn narrow(x: f32) -> f16 {
         f16::from_f32(x)
     }
+    #[inline(always)]
+    fn narrow_stochastic(x: f32, draw: u32) -> f16 {
+        f16::from_bits(crate::rounding::f16_stochastic(x, draw))
+    }
 }
 
 impl Element for bf16 {
@@ -69,5 +79,9 @@ impl Element for bf16 {
     #[inline(always)]
     fn narrow(x: f32) -> bf16 {
         bf16::from_f32(x)
+    }
+    #[inline(always)]
+    fn narrow_stochastic(x: f32, draw: u32) -> bf16 {
+        bf16::from_bits(crate::rounding::bf16_stochastic(x, draw))
     }
 }

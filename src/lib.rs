@@ -8,6 +8,7 @@
 //! - [`config`]: settings, presets, validation, per-parameter overrides;
 //! - [`qmap`]: the two quantization maps and the O(1) exact quantizer;
 //! - [`scalars`]: the per-step host scalars (rule 2);
+//! - [`rounding`]: stochastic rounding of 16-bit parameters (rule 19);
 //! - [`state`]: per-parameter state storage;
 //! - [`optimizer`]: the parameter registry and step dispatch;
 //! - [`cpu`]: the CPU backend (kernels and worker pool);
@@ -42,6 +43,8 @@ pub mod qmap;
 /// cbindgen:ignore
 #[doc(hidden)]
 pub mod rng;
+/// cbindgen:ignore
+pub mod rounding;
 /// cbindgen:ignore
 #[doc(hidden)]
 pub mod rule3;

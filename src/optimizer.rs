@@ -4,13 +4,14 @@
 //! Every public method checks everything before it changes anything, so a rejected call leaves
 //! the optimizer exactly as it was (rule 13).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{check_lr, Config, Hyper, ParamOverrides, Path, Shard, BLOCKSIZE};
 use crate::cpu;
 use crate::cuda;
 use crate::dtype::Dtype;
 use crate::error::{invalid, Error, Result};
+use crate::rounding::{default_key, Rounding, Stream};
 use crate::scalars::StepScalars;
 use crate::state::{layout, negative_magnitude, state_bytes, HostState, StateKind};
 
@@ -29,6 +30,8 @@ pub struct Param {
     pub path: Path,
     pub hyper: Hyper,
     pub overrides: ParamOverrides,
+    /// The parameter's key in rule 19's draws: the override, or `rounding::default_key`.
+    pub rounding_key: u64,
     /// Steps taken (CPU), or the most a CUDA parameter can have taken: on a CUDA handle the
     /// count lives on the device, where a skipped call (rule 18) does not advance it.
     pub step: u64,
@@ -70,6 +73,9 @@ pub struct ParamInfo {
     pub group: u32,
     pub lr: f64,
     pub gnorm_scale: f32,
+    /// Whether the parameter's updates round stochastically (rule 19), and with which key.
+    pub stochastic_rounding: bool,
+    pub rounding_key: u64,
 }
 
 /// One entry of a step: a registered parameter, its data and its gradient (both `numel`
@@ -106,6 +112,8 @@ pub struct Optimizer {
     params: Vec<Param>,
     /// Learning rate per parameter group; a group exists once a parameter names it.
     group_lr: BTreeMap<u32, f64>,
+    /// Parameters registered so far per full tensor size (the default rounding keys' ordinals).
+    same_size: HashMap<u64, u32>,
     /// The device of a CUDA handle. Declared after `params` so that their device state is freed
     /// before the context is released.
     cuda: Option<cuda::Backend>,
@@ -150,6 +158,7 @@ impl Optimizer {
             device,
             params: Vec::new(),
             group_lr: BTreeMap::new(),
+            same_size: HashMap::new(),
             cuda,
             scratch: StepScratch::default(),
             device_lost: std::cell::OnceCell::new(),
@@ -192,10 +201,15 @@ impl Optimizer {
         if let Some(shard) = ov.shard {
             self.check_shard(shard, numel, path)?;
         }
-        // The registry's slot first, so that nothing can fail once the state exists.
+        // The registry's slots first, so that nothing can fail once the state exists.
         self.params
             .try_reserve(1)
             .map_err(|_| Error::OutOfMemory("cannot grow the parameter registry".into()))?;
+        self.same_size
+            .try_reserve(1)
+            .map_err(|_| Error::OutOfMemory("cannot grow the parameter registry".into()))?;
+        let full_numel = ov.full_numel(numel);
+        let ordinal = self.same_size.get(&full_numel).copied().unwrap_or(0);
         let (clips, unorm) = (self.cfg.clips_percentile(), self.cfg.max_unorm > 0.0);
         let state = match &self.cuda {
             None => Storage::Host(HostState::new(path, numel, clips, unorm)?),
@@ -207,12 +221,16 @@ impl Optimizer {
         };
         let lr = self.group_lr.get(&ov.group).copied().unwrap_or(self.cfg.lr);
         self.group_lr.insert(ov.group, lr);
+        self.same_size.insert(full_numel, ordinal + 1);
         self.params.push(Param {
             numel,
             dtype,
             path,
             hyper,
             overrides: ov,
+            rounding_key: ov
+                .rounding_key
+                .unwrap_or_else(|| default_key(full_numel, ordinal)),
             step: 0,
             calls: 0,
             nonfinite: 0,
@@ -320,7 +338,20 @@ impl Optimizer {
             group: p.overrides.group,
             lr: self.param_lr(p),
             gnorm_scale,
+            stochastic_rounding: p.overrides.stochastic_seed(&self.cfg, p.dtype).is_some(),
+            rounding_key: p.rounding_key,
         })
+    }
+
+    /// How step `t` of parameter `p` rounds its updated elements (rule 14 or 19).
+    pub fn rounding(&self, p: &Param, t: u64) -> Rounding {
+        match p.overrides.stochastic_seed(&self.cfg, p.dtype) {
+            Some(seed) => {
+                let first = p.overrides.shard.map_or(0, |s| s.offset);
+                Rounding::Stochastic(Stream::new(seed, p.rounding_key, t, first))
+            }
+            None => Rounding::Nearest,
+        }
     }
 
     /// Exact byte count of state array `kind` of parameter `id`.
@@ -519,6 +550,7 @@ impl Optimizer {
                 ..StepScalars::new(self.param_lr(p), &p.hyper, t)
             };
             let (dtype, numel) = (p.dtype, p.numel as usize);
+            let rounding = self.rounding(p, t);
             let Storage::Host(state) = &mut self.params[it.id as usize].state else {
                 return Err(Error::Panic("a CPU handle holds device state".into()));
             };
@@ -530,6 +562,7 @@ impl Optimizer {
                 state,
                 scalars,
                 t,
+                rounding,
                 percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
                 max_unorm: cfg.max_unorm,
                 skip_zeros: cfg.skip_zeros,

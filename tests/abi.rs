@@ -339,7 +339,7 @@ fn config_outputs_write_at_most_the_callers_struct_size() {
     unsafe { std::ptr::write_bytes(full.as_mut_ptr(), 0xAA, 1) };
     let size = std::mem::size_of::<bnb_param_info_t>();
     ok(unsafe { bnb_adam8bit_param_info(h.0, id, full.as_mut_ptr(), size) });
-    assert_eq!(unsafe { full.assume_init() }.reserved, [0; 7]);
+    assert_eq!(unsafe { full.assume_init() }.reserved, [0; 6]);
 }
 
 #[test]

@@ -353,7 +353,7 @@ fn damage_and_foreign_files_are_rejected() {
     );
     // A newer format version: valid, but not for this library.
     let newer = with_metadata(&bytes, |m| {
-        m.insert("format_version".into(), "2".into());
+        m.insert("format_version".into(), "3".into());
     });
     rejected(&h, &newer, BNB_ERR_MISMATCH, "newer");
     // Metadata edited without fixing the checksum.

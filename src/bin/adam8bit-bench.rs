@@ -3,7 +3,8 @@
 //! (`a[i] += s*b[i]`, 12 bytes per element) at each thread count, then `bnb_adam8bit_step` for
 //! fp32/bf16/fp16 parameters at 2^20, 2^24, 2^26 elements (8-bit blockwise states; at the
 //! largest size also the non-blockwise 8-bit path, "dyn8", and the 32-bit path for comparison
-//! with a fused fp32 Adam), then a transformer-shaped list through
+//! with a fused fp32 Adam; for fp16/bf16 also the 8-bit path with stochastic rounding, "8b-sr",
+//! whose cost is the difference to the "8bit" row above it), then a transformer-shaped list through
 //! `bnb_adam8bit_step_many`. Every figure is the fastest of several timed steps after a warm-up
 //! (the bandwidth sweep too): on a shared machine the minimum is the stable statistic.
 
@@ -56,7 +57,12 @@ fn kernel_in_cache() {
     };
     let k = adam8bit::scalars::StepScalars::new(1e-3, &hyper, 10);
     let isa = simd::isa();
-    let mut step = || simd::blockwise(isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k);
+    let nearest = adam8bit::rounding::Rounding::Nearest;
+    let mut step = || {
+        simd::blockwise(
+            isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k, nearest,
+        )
+    };
     let secs = time(200, || {
         for _ in 0..20 {
             std::hint::black_box(step());
@@ -88,11 +94,13 @@ fn rmw_bandwidth(n: usize, threads: usize, reps: usize) -> f64 {
 struct Handle(*mut bnb_adam8bit_t);
 
 impl Handle {
-    fn new(min_8bit_size: u64, block_wise: bool) -> Handle {
+    fn new(min_8bit_size: u64, block_wise: bool, stochastic_rounding: bool) -> Handle {
         let cfg = bnb_adam8bit_config_t {
             min_8bit_size,
             block_wise,
             weight_decay: 0.01,
+            stochastic_rounding,
+            seed: 7,
             ..Default::default()
         };
         let mut h = null_mut();
@@ -249,15 +257,21 @@ fn main() {
             let n = 1usize << log;
             // The non-blockwise path reads the gradient and both code arrays twice.
             let grad_bytes = if dtype == BNB_DTYPE_F32 { 4.0 } else { 2.0 };
+            let mut nearest_ns = [0.0; 2];
             for (state, min8, block_wise, bytes) in [
                 ("8bit", 4096, true, bytes8 + ABSMAX_BYTES),
+                ("8b-sr", 4096, true, bytes8 + ABSMAX_BYTES),
                 ("dyn8", 4096, false, bytes8 + grad_bytes + 2.0),
                 ("32bit", u64::MAX, true, bytes32),
             ] {
-                if state != "8bit" && log != *sizes.last().unwrap() {
+                let sr = state == "8b-sr";
+                if sr && dtype == BNB_DTYPE_F32 {
                     continue;
                 }
-                let h = Handle::new(min8, block_wise);
+                if !state.starts_with("8b") && log != *sizes.last().unwrap() {
+                    continue;
+                }
+                let h = Handle::new(min8, block_wise, sr);
                 let id = h.add(n, dtype);
                 let mut tensor = Tensor::new(n, dtype);
                 let items = [tensor.item(id)];
@@ -266,8 +280,20 @@ fn main() {
                     let secs = time(reps, || step_many(&h, &items));
                     let ns = secs * 1e9 / n as f64;
                     let gbs = bytes * n as f64 / secs / 1e9;
+                    let extra = match state {
+                        "8bit" => {
+                            nearest_ns[ti] = ns;
+                            String::new()
+                        }
+                        "8b-sr" => format!(
+                            "  rounding: +{:.3} ns/elem, {:.2}x the round-to-nearest step",
+                            ns - nearest_ns[ti],
+                            ns / nearest_ns[ti]
+                        ),
+                        _ => String::new(),
+                    };
                     println!(
-                        "{name:<5} {state:<6} 2^{log:<3} {t:>3} {ns:>8.3} {gbs:>7.1} {:>6.0}%",
+                        "{name:<5} {state:<6} 2^{log:<3} {t:>3} {ns:>8.3} {gbs:>7.1} {:>6.0}%{extra}",
                         100.0 * gbs / floor[ti]
                     );
                 }
@@ -282,7 +308,7 @@ fn main() {
         shapes.len(),
         total as f64 / 1e6
     );
-    let h = Handle::new(4096, true);
+    let h = Handle::new(4096, true, false);
     let mut tensors: Vec<Tensor> = shapes
         .iter()
         .map(|&n| Tensor::new(n, BNB_DTYPE_F32))

@@ -6,7 +6,7 @@
 //! arrays its path keeps with the right dtype and shape, every checksum, and the maps.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path as FsPath;
@@ -15,10 +15,11 @@ use safetensors::tensor::{Dtype as StDtype, Metadata};
 use safetensors::SafeTensors;
 
 use super::crc32::crc32;
-use super::manifest::{path_name, Manifest, ParamEntry, FORMAT_VERSION};
+use super::manifest::{path_name, version_for, Manifest, ParamEntry};
 use super::{kinds, Checkpoint, ParamRecord};
 use crate::error::{Error, Result};
 use crate::qmap::{SIGNED_BITS, UNSIGNED_BITS};
+use crate::rounding::default_key;
 use crate::state::{as_bytes, negative_magnitude, StateKind};
 
 /// The tensor name of array `kind` of parameter `i`.
@@ -126,11 +127,12 @@ pub fn encode<'c>(ck: &'c Checkpoint<'_>) -> Result<Encoded<'c>> {
             path: p.path,
             step: p.step,
             overrides: p.overrides,
+            rounding_key: Some(p.rounding_key),
             crc32: crcs,
         });
     }
     let manifest = Manifest {
-        format_version: FORMAT_VERSION,
+        format_version: version_for(&ck.config, ck.params.iter().map(|p| &p.overrides)),
         library_version: env!("CARGO_PKG_VERSION").to_string(),
         config: ck.config,
         groups: ck.groups.clone(),
@@ -200,8 +202,10 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint<'_>> {
     let manifest = Manifest::from_metadata(meta.metadata().as_ref())?;
     let mut params = Vec::with_capacity(manifest.params.len());
     let mut tensors_used = 0;
+    let mut same_size: HashMap<u64, u32> = HashMap::new();
     for (i, entry) in manifest.params.iter().enumerate() {
         check_entry(&manifest, i, entry)?;
+        let rounding_key = resolve_key(&mut same_size, i, entry)?;
         let arrays = arrays(&manifest, &meta, data, i, entry)?;
         tensors_used += arrays.len();
         params.push(ParamRecord {
@@ -210,6 +214,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint<'_>> {
             path: entry.path,
             step: entry.step,
             overrides: entry.overrides,
+            rounding_key,
             arrays,
         });
     }
@@ -230,6 +235,25 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint<'_>> {
         groups: manifest.groups,
         params,
     })
+}
+
+/// The rounding key of entry `i`, as the handle that registered the same parameters in the
+/// same order gives it (`same_size` counts the entries before it per full tensor size); a
+/// stored key (version 2) must be that one.
+fn resolve_key(same_size: &mut HashMap<u64, u32>, i: usize, e: &ParamEntry) -> Result<u64> {
+    let full = e.overrides.full_numel(e.numel);
+    let ordinal = same_size.entry(full).or_insert(0);
+    let want = e
+        .overrides
+        .rounding_key
+        .unwrap_or_else(|| default_key(full, *ordinal));
+    *ordinal += 1;
+    match e.rounding_key {
+        Some(stored) if stored != want => Err(Error::Corrupt(format!(
+            "parameter {i}.key: {stored:#x}, but its overrides and position give {want:#x}"
+        ))),
+        _ => Ok(want),
+    }
 }
 
 /// The entry's own consistency: sizes, overrides, the path its config and size imply.

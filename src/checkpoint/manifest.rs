@@ -16,8 +16,27 @@ use crate::state::StateKind;
 
 /// The magic: the value of the `format` key.
 pub const FORMAT: &str = "libadam8bit-adam8bit-checkpoint";
-/// The version this library writes. It loads every version from 1 up to this one.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest version this library writes. It loads every version from 1 up to this one.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version a checkpoint is written in: 1 unless it uses stochastic rounding (rule 19),
+/// whose settings version 2 added. A checkpoint without it is therefore exactly what earlier
+/// libraries wrote, and they can still read it.
+pub fn version_for<'a>(
+    config: &Config,
+    mut overrides: impl Iterator<Item = &'a ParamOverrides>,
+) -> u32 {
+    let rounds = config.stochastic_rounding
+        || config.seed != 0
+        || overrides.any(|o| {
+            o.stochastic_rounding.is_some() || o.seed.is_some() || o.rounding_key.is_some()
+        });
+    if rounds {
+        2
+    } else {
+        1
+    }
+}
 
 /// What the metadata says about one parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +46,8 @@ pub struct ParamEntry {
     pub path: Path,
     pub step: u64,
     pub overrides: ParamOverrides,
+    /// The parameter's rounding key (rule 19); version 1 does not store it (`None` when read).
+    pub rounding_key: Option<u64>,
     /// CRC-32 of each array the parameter stores, in the order of [`StateKind::ALL`].
     pub crc32: Vec<(StateKind, u32)>,
 }
@@ -80,19 +101,27 @@ impl Manifest {
     /// The metadata, keys sorted (the writer's bytes depend only on the checkpoint).
     pub fn to_metadata(&self) -> BTreeMap<String, String> {
         let c = &self.config;
-        let config = json!({
+        let mut config = json!({
             "lr": c.lr, "beta1": c.beta1, "beta2": c.beta2, "eps": c.eps,
             "weight_decay": c.weight_decay, "max_unorm": c.max_unorm,
             "min_8bit_size": c.min_8bit_size, "optim_bits": c.optim_bits,
             "percentile_clipping": c.percentile_clipping, "amsgrad": c.amsgrad,
             "block_wise": c.block_wise, "is_paged": c.is_paged, "skip_zeros": c.skip_zeros,
         });
+        if self.format_version >= 2 {
+            config["stochastic_rounding"] = c.stochastic_rounding.into();
+            config["seed"] = c.seed.into();
+        }
         let groups: Vec<Value> = self
             .groups
             .iter()
             .map(|(g, lr)| json!({"group": g, "lr": lr}))
             .collect();
-        let params: Vec<Value> = self.params.iter().map(param_json).collect();
+        let params: Vec<Value> = self
+            .params
+            .iter()
+            .map(|p| param_json(p, self.format_version))
+            .collect();
         let covered: [String; 6] = [
             FORMAT.to_string(),
             self.format_version.to_string(),
@@ -153,13 +182,13 @@ impl Manifest {
             return Err(corrupt(format!("metadata: unknown key `{k}`")));
         }
         let text = |key: &str| meta.get(key).map(String::as_str).unwrap_or_default();
-        let config = config_from(&parse(text("config"), "config")?)?;
+        let config = config_from(&parse(text("config"), "config")?, version)?;
         let groups = groups_from(&parse(text("groups"), "groups")?)?;
         let params = match parse(text("params"), "params")? {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| param_from(v, i))
+                .map(|(i, v)| param_from(v, i, version))
                 .collect::<Result<Vec<_>>>()?,
             _ => return Err(corrupt("metadata params: expected a JSON array".into())),
         };
@@ -173,24 +202,31 @@ impl Manifest {
     }
 }
 
-fn param_json(p: &ParamEntry) -> Value {
+fn param_json(p: &ParamEntry, version: u32) -> Value {
     let o = &p.overrides;
     let crc: serde_json::Map<String, Value> = p
         .crc32
         .iter()
         .map(|(k, c)| (k.name().to_string(), Value::from(*c)))
         .collect();
-    json!({
+    let mut v = json!({
         "numel": p.numel, "dtype": p.dtype.name(), "path": path_name(p.path), "step": p.step,
         "group": o.group, "lr_scale": o.lr_scale, "beta1": o.beta1, "beta2": o.beta2,
         "eps": o.eps, "weight_decay": o.weight_decay, "optim_bits": o.optim_bits,
         "min_8bit_size": o.min_8bit_size,
         "shard": o.shard.map(|s| json!({"full_numel": s.full_numel, "offset": s.offset})),
         "crc32": crc,
-    })
+    });
+    if version >= 2 {
+        v["stochastic_rounding"] = o.stochastic_rounding.into();
+        v["seed"] = o.seed.into();
+        v["rounding_key"] = o.rounding_key.into();
+        v["key"] = p.rounding_key.into();
+    }
+    v
 }
 
-fn config_from(v: &Value) -> Result<Config> {
+fn config_from(v: &Value, version: u32) -> Result<Config> {
     let mut f = Fields::new(v, "config")?;
     let cfg = Config {
         lr: f.f64("lr")?,
@@ -206,6 +242,8 @@ fn config_from(v: &Value) -> Result<Config> {
         block_wise: f.bool("block_wise")?,
         is_paged: f.bool("is_paged")?,
         skip_zeros: f.bool("skip_zeros")?,
+        stochastic_rounding: version >= 2 && f.bool("stochastic_rounding")?,
+        seed: if version >= 2 { f.u64("seed")? } else { 0 },
     };
     f.finish()?;
     cfg.validate()
@@ -230,7 +268,7 @@ fn groups_from(v: &Value) -> Result<BTreeMap<u32, f64>> {
     Ok(groups)
 }
 
-fn param_from(v: &Value, i: usize) -> Result<ParamEntry> {
+fn param_from(v: &Value, i: usize, version: u32) -> Result<ParamEntry> {
     let what = format!("parameter {i}");
     let mut f = Fields::new(v, what.clone())?;
     let numel = f.u64("numel")?;
@@ -259,6 +297,20 @@ fn param_from(v: &Value, i: usize) -> Result<ParamEntry> {
             s.finish()?;
             Ok(shard)
         })?,
+        stochastic_rounding: None,
+        seed: None,
+        rounding_key: None,
+    };
+    let (overrides, rounding_key) = if version >= 2 {
+        let o = ParamOverrides {
+            stochastic_rounding: f.opt("stochastic_rounding", Fields::bool)?,
+            seed: f.opt("seed", Fields::u64)?,
+            rounding_key: f.opt("rounding_key", Fields::u64)?,
+            ..overrides
+        };
+        (o, Some(f.u64("key")?))
+    } else {
+        (overrides, None)
     };
     let crc_value = f.value("crc32")?;
     let crc_obj = crc_value
@@ -284,6 +336,7 @@ fn param_from(v: &Value, i: usize) -> Result<ParamEntry> {
         path,
         step,
         overrides,
+        rounding_key,
         crc32: crc,
     })
 }

@@ -52,6 +52,8 @@ pub struct ParamRecord<'a> {
     pub path: Path,
     pub step: u64,
     pub overrides: ParamOverrides,
+    /// The key of its stochastic rounding (rule 19; `Param::rounding_key`).
+    pub rounding_key: u64,
     /// Exactly the arrays [`kinds`] lists, in that order, as little-endian bytes.
     pub arrays: Vec<(StateKind, Cow<'a, [u8]>)>,
 }

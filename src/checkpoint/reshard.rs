@@ -127,6 +127,7 @@ pub fn merge<'a>(shards: &[Checkpoint<'a>]) -> Result<Checkpoint<'a>> {
                 a.dtype == b.dtype
                     && a.path == b.path
                     && a.step == b.step
+                    && a.rounding_key == b.rounding_key
                     && ParamOverrides {
                         shard: None,
                         ..a.overrides
@@ -137,7 +138,7 @@ pub fn merge<'a>(shards: &[Checkpoint<'a>]) -> Result<Checkpoint<'a>> {
             };
             if !same(p, head) {
                 return Err(mismatch(format!(
-                    "rank {r} parameter {k}: dtype, path, step or overrides differ from rank 0 parameter {j}"
+                    "rank {r} parameter {k}: dtype, path, step, overrides or rounding key differ from rank 0 parameter {j}"
                 )));
             }
             slices.push(p);

@@ -43,6 +43,7 @@ pub fn capture(opt: &Optimizer) -> Result<Checkpoint<'_>> {
             path: p.path,
             step: opt.step_count(id)?,
             overrides: p.overrides,
+            rounding_key: p.rounding_key,
             arrays,
         });
     }
@@ -56,7 +57,7 @@ pub fn capture(opt: &Optimizer) -> Result<Checkpoint<'_>> {
 }
 
 /// The config fields that must be equal, as text (f64's `Display` is exact and round-trips).
-fn fixed_fields(c: &Config) -> [(&'static str, String); 11] {
+fn fixed_fields(c: &Config) -> [(&'static str, String); 13] {
     [
         ("beta1", c.beta1.to_string()),
         ("beta2", c.beta2.to_string()),
@@ -69,6 +70,8 @@ fn fixed_fields(c: &Config) -> [(&'static str, String); 11] {
         ("amsgrad", c.amsgrad.to_string()),
         ("block_wise", c.block_wise.to_string()),
         ("skip_zeros", c.skip_zeros.to_string()),
+        ("stochastic_rounding", c.stochastic_rounding.to_string()),
+        ("seed", c.seed.to_string()),
     ]
 }
 
@@ -78,7 +81,8 @@ fn param_fields(
     dtype: crate::dtype::Dtype,
     path: crate::config::Path,
     o: &crate::config::ParamOverrides,
-) -> [(&'static str, String); 12] {
+    rounding_key: u64,
+) -> [(&'static str, String); 16] {
     [
         ("numel", numel.to_string()),
         ("dtype", dtype.name().to_string()),
@@ -92,6 +96,13 @@ fn param_fields(
         ("optim_bits", format!("{:?}", o.optim_bits)),
         ("min_8bit_size", format!("{:?}", o.min_8bit_size)),
         ("shard", format!("{:?}", o.shard)),
+        (
+            "stochastic_rounding",
+            format!("{:?}", o.stochastic_rounding),
+        ),
+        ("seed", format!("{:?}", o.seed)),
+        ("rounding_key override", format!("{:?}", o.rounding_key)),
+        ("rounding key", format!("{rounding_key:#018x}")),
     ]
 }
 
@@ -127,8 +138,8 @@ pub fn check_fits(ck: &Checkpoint<'_>, opt: &Optimizer) -> Result<()> {
     for (i, (c, p)) in ck.params.iter().zip(registered).enumerate() {
         first_difference(
             &format!("parameter {i}"),
-            param_fields(c.numel, c.dtype, c.path, &c.overrides),
-            param_fields(p.numel, p.dtype, p.path, &p.overrides),
+            param_fields(c.numel, c.dtype, c.path, &c.overrides, c.rounding_key),
+            param_fields(p.numel, p.dtype, p.path, &p.overrides, p.rounding_key),
         )?;
         for (kind, bytes) in &c.arrays {
             let want = opt.state_size(i as u32, *kind).map_err(|_| {

@@ -6,6 +6,7 @@ use super::math::{codes, moments32, moments8, unorm_term, unscaled, updated_para
 use super::simd::{self, VecElement};
 use crate::config::BLOCKSIZE;
 use crate::dtype::Element;
+use crate::rounding::Rounding;
 use crate::scalars::StepScalars;
 
 const BLOCK: usize = BLOCKSIZE as usize;
@@ -24,8 +25,9 @@ pub fn blockwise<P: VecElement>(
     absmax1: &mut [f32],
     absmax2: &mut [f32],
     k: &StepScalars,
+    r: Rounding,
 ) -> u64 {
-    let (done, nonfinite) = simd::blockwise(isa, p, g, state1, state2, absmax1, absmax2, k);
+    let (done, nonfinite) = simd::blockwise(isa, p, g, state1, state2, absmax1, absmax2, k, r);
     let b = done / BLOCK;
     nonfinite
         + blockwise_scalar(
@@ -36,11 +38,13 @@ pub fn blockwise<P: VecElement>(
             &mut absmax1[b..],
             &mut absmax2[b..],
             k,
+            r.advanced(done),
         )
 }
 
 /// The scalar blockwise step, element by element in `math.rs`'s order: the definition every
 /// SIMD level must reproduce bit for bit.
+#[allow(clippy::too_many_arguments)]
 pub fn blockwise_scalar<P: Element>(
     p: &mut [P],
     g: &[P],
@@ -49,6 +53,7 @@ pub fn blockwise_scalar<P: Element>(
     absmax1: &mut [f32],
     absmax2: &mut [f32],
     k: &StepScalars,
+    r: Rounding,
 ) -> u64 {
     let mut nonfinite = 0;
     let mut m_buf = [0f32; BLOCK];
@@ -57,7 +62,9 @@ pub fn blockwise_scalar<P: Element>(
         .chunks_mut(BLOCK)
         .zip(g.chunks(BLOCK))
         .zip(state1.chunks_mut(BLOCK).zip(state2.chunks_mut(BLOCK)));
-    for (((p, g), (s1, s2)), (a1, a2)) in blocks.zip(absmax1.iter_mut().zip(absmax2.iter_mut())) {
+    let absmax = absmax1.iter_mut().zip(absmax2.iter_mut());
+    for (b, (((p, g), (s1, s2)), (a1, a2))) in blocks.zip(absmax).enumerate() {
+        let r = r.advanced(b * BLOCK);
         let (old1, old2) = (*a1, *a2);
         let (mut new1, mut new2) = (0f32, 0f32);
         for i in 0..p.len() {
@@ -68,7 +75,7 @@ pub fn blockwise_scalar<P: Element>(
             new1 = new1.max(m.abs());
             new2 = new2.max(v.abs());
             if finite {
-                p[i] = P::narrow(updated_param(p[i].widen(), m, v, k.step_size, k));
+                p[i] = r.narrow(updated_param(p[i].widen(), m, v, k.step_size, k), i);
             } else {
                 nonfinite += 1;
             }
@@ -187,8 +194,10 @@ pub fn dynamic_update<P: VecElement>(
     new: (f32, f32),
     step_size: f32,
     k: &StepScalars,
+    r: Rounding,
 ) -> u64 {
-    let (done, nonfinite) = simd::dynamic_update(isa, p, g, state1, state2, old, new, step_size, k);
+    let (done, nonfinite) =
+        simd::dynamic_update(isa, p, g, state1, state2, old, new, step_size, k, r);
     nonfinite
         + dynamic_update_scalar(
             &mut p[done..],
@@ -199,6 +208,7 @@ pub fn dynamic_update<P: VecElement>(
             new,
             step_size,
             k,
+            r.advanced(done),
         )
 }
 
@@ -213,6 +223,7 @@ pub fn dynamic_update_scalar<P: Element>(
     new: (f32, f32),
     step_size: f32,
     k: &StepScalars,
+    r: Rounding,
 ) -> u64 {
     let (recip1, recip2) = (1.0 / new.0, 1.0 / new.1);
     let mut nonfinite = 0;
@@ -226,7 +237,7 @@ pub fn dynamic_update_scalar<P: Element>(
             k,
         );
         if finite {
-            p[i] = P::narrow(updated_param(p[i].widen(), m, v, step_size, k));
+            p[i] = r.narrow(updated_param(p[i].widen(), m, v, step_size, k), i);
         } else {
             nonfinite += 1;
         }
@@ -274,8 +285,9 @@ pub fn fp32_update<P: VecElement>(
     skip_zeros: bool,
     step_size: f32,
     k: &StepScalars,
+    r: Rounding,
 ) -> u64 {
-    let (d, nonfinite) = simd::fp32(isa, p, g, state1, state2, skip_zeros, step_size, k);
+    let (d, nonfinite) = simd::fp32(isa, p, g, state1, state2, skip_zeros, step_size, k, r);
     nonfinite
         + fp32_update_scalar(
             &mut p[d..],
@@ -285,10 +297,12 @@ pub fn fp32_update<P: VecElement>(
             skip_zeros,
             step_size,
             k,
+            r.advanced(d),
         )
 }
 
 /// The scalar 32-bit step: the definition the SIMD levels reproduce bit for bit.
+#[allow(clippy::too_many_arguments)]
 pub fn fp32_update_scalar<P: Element>(
     p: &mut [P],
     g: &[P],
@@ -297,6 +311,7 @@ pub fn fp32_update_scalar<P: Element>(
     skip_zeros: bool,
     step_size: f32,
     k: &StepScalars,
+    r: Rounding,
 ) -> u64 {
     let mut nonfinite = 0;
     for i in 0..p.len() {
@@ -306,7 +321,7 @@ pub fn fp32_update_scalar<P: Element>(
         state1[i] = m;
         state2[i] = v;
         if active {
-            p[i] = P::narrow(updated_param(p[i].widen(), m, v, step_size, k));
+            p[i] = r.narrow(updated_param(p[i].widen(), m, v, step_size, k), i);
         }
     }
     nonfinite

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::clipping::{percentile_scale, update_scale};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
+use crate::rounding::Rounding;
 use crate::scalars::StepScalars;
 use crate::state::{HostState, Moments};
 use kernels::Partial;
@@ -112,6 +113,8 @@ pub struct Job {
     pub state: *mut HostState,
     pub scalars: StepScalars,
     pub t: u64,
+    /// The rounding of updated parameters, for the job's element 0.
+    pub rounding: Rounding,
     /// `Some(percentile)` when percentile clipping is on.
     pub percentile: Option<i32>,
     /// 0 when off.
@@ -161,6 +164,7 @@ struct View {
     grad: *const u8,
     moments: MomentPtrs,
     k: StepScalars,
+    rounding: Rounding,
     step_size: f32,
     skip_zeros: bool,
     with_unorm: bool,
@@ -299,6 +303,7 @@ fn reduce_task(v: &View, task: &Task) -> Partial {
 }
 
 fn update_task(v: &View, task: &Task) -> u64 {
+    let r = v.rounding.advanced(task.start);
     with_element!(v.dtype, P => unsafe {
         let p: &mut [P] = part_mut(v.param as *mut P, task);
         let g: &[P] = part(v.grad as *const P, task);
@@ -306,13 +311,13 @@ fn update_task(v: &View, task: &Task) -> u64 {
             MomentPtrs::Blockwise { s1, s2, a1, a2 } => {
                 let blocks = block_task(task);
                 kernels::blockwise(v.isa, p, g, part_mut(s1, task), part_mut(s2, task),
-                    part_mut(a1, &blocks), part_mut(a2, &blocks), &v.k)
+                    part_mut(a1, &blocks), part_mut(a2, &blocks), &v.k, r)
             }
             MomentPtrs::Dynamic { s1, s2 } => kernels::dynamic_update(
-                v.isa, p, g, part_mut(s1, task), part_mut(s2, task), v.old, v.new, v.step_size, &v.k),
+                v.isa, p, g, part_mut(s1, task), part_mut(s2, task), v.old, v.new, v.step_size, &v.k, r),
             MomentPtrs::Fp32 { s1, s2 } => kernels::fp32_update(
                 v.isa, p, g, part_mut(s1, task), part_mut(s2, task), v.skip_zeros, v.step_size,
-                &v.k),
+                &v.k, r),
         }
     })
 }
@@ -481,6 +486,7 @@ unsafe fn view(job: &Job, isa: simd::Isa) -> View {
         grad: job.grad,
         moments,
         k: job.scalars,
+        rounding: job.rounding,
         step_size: job.scalars.step_size,
         skip_zeros: job.skip_zeros,
         with_unorm: job.max_unorm > 0.0,

@@ -134,22 +134,28 @@ pub(crate) unsafe fn c_array<'a, T>(ptr: *const T, count: usize, name: &str) -> 
 /// A struct the C side passes in, versioned by its first field `uint64_t struct_size`.
 ///
 /// # Safety
-/// `BOOLS` must list the offset of every `bool` field, and `RESERVED` lie inside the struct.
+/// `BOOLS` must list the offset of every `bool` field, `RESERVED` and `OLDER_SIZES` lie inside
+/// the struct, and all-zero bytes must be a valid value (the fields an older caller's struct
+/// lacks read as zero).
 pub(crate) unsafe trait Versioned: Copy {
     /// Offsets and names of the `bool` fields: a byte other than 0 or 1 there must be
     /// rejected before the struct is read, because such a `bool` is undefined behaviour.
     const BOOLS: &'static [(usize, &'static str)] = &[];
-    /// Bytes kept for fields of later versions (the struct's tail padding made explicit):
-    /// like bytes past this library's size, they must be zero.
-    const RESERVED: std::ops::Range<usize> = 0..0;
+    /// Bytes kept for fields of later versions (the struct's padding made explicit): like
+    /// bytes past this library's size, they must be zero.
+    const RESERVED: &'static [std::ops::Range<usize>] = &[];
+    /// The sizes of earlier versions of the struct (each ends at a field boundary), which
+    /// callers compiled against them pass: the fields after it read as zero, meaning "off".
+    const OLDER_SIZES: &'static [usize] = &[];
 }
 
 /// The largest `struct_size` taken as plausible (a guard against an uninitialised one).
 const MAX_STRUCT_SIZE: usize = 1 << 20;
 
-/// Reads a caller's versioned struct: a smaller `struct_size` than this library's is
-/// rejected; bytes this library does not know (reserved, or past its size in a newer
-/// caller's struct) must be zero, so a newer caller's options are never silently ignored.
+/// Reads a caller's versioned struct: a smaller `struct_size` than this library's is taken
+/// when it is an earlier version's (the fields it lacks read as zero) and rejected otherwise;
+/// bytes this library does not know (reserved, or past its size in a newer caller's struct)
+/// must be zero, so a newer caller's options are never silently ignored.
 ///
 /// # Safety
 /// A non-NULL `ptr` must point to at least `struct_size` readable bytes.
@@ -158,26 +164,42 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, name: &str) -> 
         invalid!("{name} is NULL");
     }
     let size = std::ptr::read_unaligned(ptr.cast::<u64>());
-    let ours = std::mem::size_of::<T>() as u64;
-    if size < ours {
+    let ours = std::mem::size_of::<T>();
+    let older = usize::try_from(size).is_ok_and(|s| T::OLDER_SIZES.contains(&s));
+    if size < ours as u64 && !older {
         invalid!("{name}.struct_size is {size}, expected {ours}; fill it with its _default function, passing sizeof");
     }
     if size > MAX_STRUCT_SIZE as u64 {
         invalid!("{name}.struct_size {size} is implausible");
     }
-    let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), size as usize);
-    let mut unknown = bytes[T::RESERVED].iter().chain(&bytes[ours as usize..]);
-    if unknown.any(|&b| b != 0) {
+    let size = size as usize;
+    let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), size);
+    let reserved = T::RESERVED
+        .iter()
+        .flat_map(|r| bytes.get(r.start.min(size)..r.end.min(size)))
+        .flatten();
+    if reserved
+        .chain(bytes.get(ours..).unwrap_or(&[]))
+        .any(|&b| b != 0)
+    {
         return Err(Error::Unsupported(format!(
             "{name} sets fields this version of libadam8bit does not know (struct_size {size}, ours {ours})"
         )));
     }
     for &(offset, field) in T::BOOLS {
-        if bytes[offset] > 1 {
+        if bytes.get(offset).is_some_and(|&b| b > 1) {
             invalid!("{name}.{field} is {}, not a bool (0 or 1)", bytes[offset]);
         }
     }
-    Ok(std::ptr::read_unaligned(ptr))
+    // SAFETY: all-zero bytes are a T (the trait's contract), and every byte copied over them
+    // was checked above where a bool lies.
+    let mut value: T = std::mem::zeroed();
+    std::ptr::copy_nonoverlapping(
+        ptr.cast::<u8>(),
+        (&mut value as *mut T).cast::<u8>(),
+        size.min(ours),
+    );
+    Ok(value)
 }
 
 /// Writes `value` to a caller's versioned struct of `size` bytes (its `sizeof` as the caller

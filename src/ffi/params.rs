@@ -113,7 +113,9 @@ pub unsafe extern "C" fn bnb_adam8bit_param_info(
             gnorm_scale: i.gnorm_scale,
             group: i.group,
             paged: i.paged,
-            reserved: [0; 7],
+            stochastic_rounding: i.stochastic_rounding,
+            reserved: [0; 6],
+            rounding_key: i.rounding_key,
         };
         write_versioned(out, struct_size, info, "out")
     })

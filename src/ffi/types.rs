@@ -102,8 +102,13 @@ pub const BNB_OPT_WEIGHT_DECAY: u32 = 1 << 4;
 pub const BNB_OPT_OPTIM_BITS: u32 = 1 << 5;
 pub const BNB_OPT_MIN_8BIT_SIZE: u32 = 1 << 6;
 pub const BNB_OPT_SHARD: u32 = 1 << 7;
+/// `BNB_OPT_STOCHASTIC_ROUNDING`, `BNB_OPT_SEED`, `BNB_OPT_ROUNDING_KEY`: rule 19's settings of
+/// this parameter (`stochastic_rounding`, `seed`, `rounding_key`).
+pub const BNB_OPT_STOCHASTIC_ROUNDING: u32 = 1 << 8;
+pub const BNB_OPT_SEED: u32 = 1 << 9;
+pub const BNB_OPT_ROUNDING_KEY: u32 = 1 << 10;
 /// cbindgen:ignore
-const BNB_OPT_ALL: u32 = (1 << 8) - 1;
+const BNB_OPT_ALL: u32 = (1 << 11) - 1;
 
 /// Optimizer settings: the keyword arguments of `bnb.optim.Adam8bit`, plus `max_unorm` and
 /// `skip_zeros`. Start from `bnb_adam8bit_config_default(&c, sizeof c)` or
@@ -141,18 +146,36 @@ pub struct bnb_adam8bit_config_t {
     /// Must be zero (the `_default`/`_preset` functions zero it): room for options of
     /// later versions that an older library then refuses instead of ignoring.
     pub reserved: [u8; 4],
+    /// Seed of the stochastic rounding's draws (fields since 0.3; a caller compiled against
+    /// 0.2's smaller struct gets 0 and false).
+    pub seed: u64,
+    /// fp16/bf16 parameters round each updated element to one of its two neighbours at random
+    /// (DECISIONS rule 19, docs/design.md "Stochastic rounding"), unbiased and reproducible:
+    /// the draws depend only on the seed, the parameter's key, the step and the element's
+    /// index in the full tensor. fp32 parameters are unaffected. Default false.
+    pub stochastic_rounding: bool,
+    /// Zero, like `reserved`.
+    pub reserved2: [u8; 7],
 }
 
-// SAFETY: the offsets are the struct's four bools; `reserved` is its last field.
+// SAFETY: the offsets are the struct's five bools; the reserved ranges lie inside it, the
+// last one at its end; all-zero bytes are a valid value.
 unsafe impl Versioned for bnb_adam8bit_config_t {
     const BOOLS: &'static [(usize, &'static str)] = &[
         (std::mem::offset_of!(Self, amsgrad), "amsgrad"),
         (std::mem::offset_of!(Self, block_wise), "block_wise"),
         (std::mem::offset_of!(Self, is_paged), "is_paged"),
         (std::mem::offset_of!(Self, skip_zeros), "skip_zeros"),
+        (
+            std::mem::offset_of!(Self, stochastic_rounding),
+            "stochastic_rounding",
+        ),
     ];
-    const RESERVED: std::ops::Range<usize> =
-        std::mem::offset_of!(Self, reserved)..std::mem::size_of::<Self>();
+    const RESERVED: &'static [std::ops::Range<usize>] = &[
+        std::mem::offset_of!(Self, reserved)..std::mem::offset_of!(Self, seed),
+        std::mem::offset_of!(Self, reserved2)..std::mem::size_of::<Self>(),
+    ];
+    const OLDER_SIZES: &'static [usize] = &[std::mem::offset_of!(Self, seed)];
 }
 
 impl From<Config> for bnb_adam8bit_config_t {
@@ -173,6 +196,9 @@ impl From<Config> for bnb_adam8bit_config_t {
             is_paged: c.is_paged,
             skip_zeros: c.skip_zeros,
             reserved: [0; 4],
+            seed: c.seed,
+            stochastic_rounding: c.stochastic_rounding,
+            reserved2: [0; 7],
         }
     }
 }
@@ -200,6 +226,8 @@ impl From<&bnb_adam8bit_config_t> for Config {
             block_wise: c.block_wise,
             is_paged: c.is_paged,
             skip_zeros: c.skip_zeros,
+            stochastic_rounding: c.stochastic_rounding,
+            seed: c.seed,
         }
     }
 }
@@ -236,24 +264,48 @@ pub struct bnb_param_options_t {
     /// the 8-bit/32-bit choice uses `shard_full_numel`.
     pub shard_full_numel: u64,
     pub shard_offset: u64,
+    /// `BNB_OPT_SEED`: this parameter's seed of rule 19's draws (fields since 0.3).
+    pub seed: u64,
+    /// `BNB_OPT_ROUNDING_KEY`: this parameter's key in rule 19's draws. Without it the key is
+    /// derived from the full tensor's size and how many parameters of that size the handle
+    /// registered before it, so every rank of a sharded run gives a tensor the same key.
+    pub rounding_key: u64,
+    /// `BNB_OPT_STOCHASTIC_ROUNDING`: rule 19 on or off for this parameter.
+    pub stochastic_rounding: bool,
+    /// Zero: room for later fields.
+    pub reserved: [u8; 7],
 }
 
-// SAFETY: no bool fields, and no tail padding that a later field could move into (checked).
-unsafe impl Versioned for bnb_param_options_t {}
+// SAFETY: the one bool is listed; the reserved bytes end the struct; all-zero bytes are a
+// valid value.
+unsafe impl Versioned for bnb_param_options_t {
+    const BOOLS: &'static [(usize, &'static str)] = &[(
+        std::mem::offset_of!(Self, stochastic_rounding),
+        "stochastic_rounding",
+    )];
+    #[allow(clippy::single_range_in_vec_init)] // a list of ranges that has one
+    const RESERVED: &'static [std::ops::Range<usize>] =
+        &[std::mem::offset_of!(Self, reserved)..std::mem::size_of::<Self>()];
+    const OLDER_SIZES: &'static [usize] = &[std::mem::offset_of!(Self, seed)];
+}
 
 // A later field may only extend these structs, never fill tail padding without changing
 // their size: otherwise `struct_size` could not tell an older library that it is there.
 const _: () = assert!(
     std::mem::size_of::<bnb_adam8bit_config_t>()
-        == std::mem::offset_of!(bnb_adam8bit_config_t, reserved) + 4
+        == std::mem::offset_of!(bnb_adam8bit_config_t, reserved2) + 7
 );
 const _: () = assert!(
     std::mem::size_of::<bnb_param_options_t>()
-        == std::mem::offset_of!(bnb_param_options_t, shard_offset) + 8
+        == std::mem::offset_of!(bnb_param_options_t, reserved) + 7
 );
 const _: () = assert!(
-    std::mem::size_of::<bnb_param_info_t>() == std::mem::offset_of!(bnb_param_info_t, reserved) + 7
+    std::mem::size_of::<bnb_param_info_t>()
+        == std::mem::offset_of!(bnb_param_info_t, rounding_key) + 8
 );
+// The sizes of ABI 3's first release (0.2), which callers compiled then still pass.
+const _: () = assert!(std::mem::offset_of!(bnb_adam8bit_config_t, seed) == 80);
+const _: () = assert!(std::mem::offset_of!(bnb_param_options_t, seed) == 88);
 
 impl Default for bnb_param_options_t {
     fn default() -> Self {
@@ -270,6 +322,10 @@ impl Default for bnb_param_options_t {
             min_8bit_size: 0,
             shard_full_numel: 0,
             shard_offset: 0,
+            seed: 0,
+            rounding_key: 0,
+            stochastic_rounding: false,
+            reserved: [0; 7],
         }
     }
 }
@@ -296,6 +352,10 @@ impl bnb_param_options_t {
                 full_numel: self.shard_full_numel,
                 offset: self.shard_offset,
             }),
+            stochastic_rounding: on(BNB_OPT_STOCHASTIC_ROUNDING)
+                .then_some(self.stochastic_rounding),
+            seed: on(BNB_OPT_SEED).then_some(self.seed),
+            rounding_key: on(BNB_OPT_ROUNDING_KEY).then_some(self.rounding_key),
         })
     }
 }
@@ -326,9 +386,14 @@ pub struct bnb_param_info_t {
     pub group: u32,
     /// Whether state1/state2 live in CUDA managed memory.
     pub paged: bool,
+    /// Whether its updates round stochastically (rule 19: on for it, and fp16/bf16).
+    pub stochastic_rounding: bool,
     /// Zero: the tail padding made explicit, so a later field placed here reads 0 from an
     /// older library instead of padding bytes.
-    pub reserved: [u8; 7],
+    pub reserved: [u8; 6],
+    /// Its key in rule 19's draws (the override or the default; equal on every rank for the
+    /// shards of one tensor).
+    pub rounding_key: u64,
 }
 
 /// One parameter of a `bnb_adam8bit_step_many` call.

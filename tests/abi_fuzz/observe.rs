@@ -70,10 +70,18 @@ pub fn observe(h: *mut bnb_adam8bit_t, known: &Known) -> Result<Observation, Str
         checked("param_info", unsafe {
             bnb_adam8bit_param_info(h, id as u32, info.as_mut_ptr().cast(), info.len())
         })?;
-        if info[std::mem::offset_of!(bnb_param_info_t, paged)] > 1 {
-            return Err(format!(
-                "param_info({id}) wrote a paged byte other than 0 or 1: {info:?}"
-            ));
+        for (offset, field) in [
+            (std::mem::offset_of!(bnb_param_info_t, paged), "paged"),
+            (
+                std::mem::offset_of!(bnb_param_info_t, stochastic_rounding),
+                "stochastic_rounding",
+            ),
+        ] {
+            if info[offset] > 1 {
+                return Err(format!(
+                    "param_info({id}) wrote a {field} byte other than 0 or 1: {info:?}"
+                ));
+            }
         }
         let i: bnb_param_info_t = from_bytes(&info);
         let blocks = if p.path == BNB_PATH_BLOCKWISE8 {
@@ -92,7 +100,8 @@ pub fn observe(h: *mut bnb_adam8bit_t, known: &Known) -> Result<Observation, Str
             known.lr(id).to_bits(),
             p.options.group,
             false,
-            [0u8; 7],
+            false,
+            [0u8; 6],
         );
         let got = (
             i.struct_size,
@@ -105,12 +114,14 @@ pub fn observe(h: *mut bnb_adam8bit_t, known: &Known) -> Result<Observation, Str
             i.lr.to_bits(),
             i.group,
             i.paged,
+            i.stochastic_rounding,
             i.reserved,
         );
         if got != expected {
             return Err(format!(
                 "param_info({id}) is {i:?}; expected (struct_size, numel, dtype, path, step, \
-                 blocks, state_bytes, lr bits, group, paged, reserved) = {expected:?}"
+                 blocks, state_bytes, lr bits, group, paged, stochastic_rounding, reserved) = \
+                 {expected:?}"
             ));
         }
         let mut arrays = Vec::new();

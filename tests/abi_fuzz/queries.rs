@@ -29,6 +29,9 @@ pub fn documented_defaults() -> bnb_adam8bit_config_t {
         is_paged: false,
         skip_zeros: false,
         reserved: [0; 4],
+        seed: 0,
+        stochastic_rounding: false,
+        reserved2: [0; 7],
     }
 }
 

@@ -277,7 +277,7 @@ impl Fuzzer {
             }
             Some("options unknown flag") => {
                 with_options = true;
-                o.flags |= self.pick(&[1 << 8, 1 << 31]);
+                o.flags |= self.pick(&[1 << 11, 1 << 31]);
                 expect = invalid;
             }
             Some(f) => {

@@ -13,6 +13,7 @@ use super::element::VecElement;
 use super::step8::{moments, store_codes, update_param, Consts};
 use super::{run, Isa, Kernel, Lanes};
 use crate::config::BLOCKSIZE;
+use crate::rounding::Rounding;
 use crate::scalars::StepScalars;
 
 const BLOCK: usize = BLOCKSIZE as usize;
@@ -30,6 +31,7 @@ pub fn blockwise<P: VecElement>(
     a1: &mut [f32],
     a2: &mut [f32],
     k: &StepScalars,
+    rounding: Rounding,
 ) -> (usize, u64) {
     let blocks = p.len() / BLOCK;
     assert!(g.len() >= blocks * BLOCK && s1.len() >= blocks * BLOCK && s2.len() >= blocks * BLOCK);
@@ -43,6 +45,7 @@ pub fn blockwise<P: VecElement>(
         a2: a2.as_mut_ptr(),
         blocks,
         k,
+        rounding,
     };
     // SAFETY: the asserts above bound every access of `blocks` whole blocks, and `isa` is
     // only a level that `Isa::available` confirmed (`simd::isa` never returns another).
@@ -61,6 +64,7 @@ struct Args<'a, P> {
     a2: *mut f32,
     blocks: usize,
     k: &'a StepScalars,
+    rounding: Rounding,
 }
 
 impl<P: VecElement> Kernel for Args<'_, P> {
@@ -75,11 +79,12 @@ impl<P: VecElement> Kernel for Args<'_, P> {
 unsafe fn blocks<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     let mut m_buf = [0f32; BLOCK];
     let mut v_buf = [0f32; BLOCK];
-    let c = Consts::<S>::new(k);
+    let c = Consts::<S>::new(k, a.rounding);
     let mut nonfinite = 0u64;
     for b in 0..a.blocks {
         let at = b * BLOCK;
         nonfinite += block::<S, P>(
+            at,
             a.p.add(at),
             a.g.add(at),
             a.s1.add(at),
@@ -98,6 +103,7 @@ unsafe fn blocks<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn block<S: Lanes, P: VecElement>(
+    at: usize,
     p: *mut P,
     g: *const P,
     s1: *mut u8,
@@ -121,7 +127,7 @@ unsafe fn block<S: Lanes, P: VecElement>(
         S::store(v_buf.as_mut_ptr().add(i), v);
         acc1 = S::max(S::abs(m), acc1);
         acc2 = S::max(S::abs(v), acc2);
-        update_param::<S, P>(c, p.add(i), m, v, step, finite);
+        update_param::<S, P>(c, p.add(i), at + i, m, v, step, finite);
         finite_lanes += S::count(finite);
     }
     let (new1, new2) = (S::hmax(acc1), S::hmax(acc2));

@@ -6,6 +6,7 @@
 use super::element::VecElement;
 use super::step8::{moments, store_codes, update_param, Consts};
 use super::{run, Isa, Kernel, Lanes};
+use crate::rounding::Rounding;
 use crate::scalars::StepScalars;
 
 /// Elements per call of the lane loop: a multiple of every level's `N`.
@@ -35,7 +36,11 @@ impl<P: VecElement> Kernel for Args<'_, P> {
 #[derive(Clone, Copy)]
 enum Pass {
     Max,
-    Update { new: (f32, f32), step_size: f32 },
+    Update {
+        new: (f32, f32),
+        step_size: f32,
+        rounding: Rounding,
+    },
 }
 
 /// The `(max |m|, max |v|)` of the first `len / 16 * 16` elements at level `isa`, and how many
@@ -81,6 +86,7 @@ pub fn dynamic_update<P: VecElement>(
     new: (f32, f32),
     step_size: f32,
     k: &StepScalars,
+    rounding: Rounding,
 ) -> (usize, u64) {
     let n = p.len() / STRIDE * STRIDE;
     assert!(g.len() >= n && s1.len() >= n && s2.len() >= n);
@@ -91,7 +97,11 @@ pub fn dynamic_update<P: VecElement>(
         s2: s2.as_mut_ptr(),
         n,
         old,
-        pass: Pass::Update { new, step_size },
+        pass: Pass::Update {
+            new,
+            step_size,
+            rounding,
+        },
         k,
     };
     // SAFETY: the assert bounds every access to `n` elements; `isa` is a level the CPU has.
@@ -107,7 +117,11 @@ unsafe fn sweep<S: Lanes, P: VecElement>(
     pass: Pass,
     k: &StepScalars,
 ) -> (u64, (f32, f32)) {
-    let c = Consts::<S>::new(k);
+    let rounding = match pass {
+        Pass::Update { rounding, .. } => rounding,
+        Pass::Max => Rounding::Nearest,
+    };
+    let c = Consts::<S>::new(k, rounding);
     let (old1, old2) = (S::splat(a.old.0), S::splat(a.old.1));
     let zero = S::splat(0.0);
     match pass {
@@ -121,7 +135,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(
             }
             (0, (S::hmax(acc1), S::hmax(acc2)))
         }
-        Pass::Update { new, step_size } => {
+        Pass::Update { new, step_size, .. } => {
             let (r1, r2) = (S::splat(1.0 / new.0), S::splat(1.0 / new.1));
             let step = S::splat(step_size);
             let mut finite_lanes = 0u64;
@@ -129,7 +143,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(
                 let (s1, s2) = (a.s1.add(i), a.s2.add(i));
                 let gf = c.grad::<P>(a.g.add(i));
                 let (m, v, finite) = moments::<S>(&c, s1, s2, old1, old2, gf);
-                update_param::<S, P>(&c, a.p.add(i), m, v, step, finite);
+                update_param::<S, P>(&c, a.p.add(i), i, m, v, step, finite);
                 finite_lanes += S::count(finite) as u64;
                 let scaled = (S::mul(m, r1), S::mul(v, r2));
                 store_codes::<S>(&c, s1, s2, m, Some(scaled), || scaled);

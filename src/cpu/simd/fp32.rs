@@ -4,6 +4,7 @@
 use super::element::VecElement;
 use super::step8::{update_param, Consts};
 use super::{run, Isa, Kernel, Lanes};
+use crate::rounding::Rounding;
 use crate::scalars::StepScalars;
 
 /// Elements per call of the lane loop: a multiple of every level's `N`.
@@ -18,6 +19,7 @@ struct Args<'a, P> {
     skip_zeros: bool,
     step_size: f32,
     k: &'a StepScalars,
+    rounding: Rounding,
 }
 
 impl<P: VecElement> Kernel for Args<'_, P> {
@@ -40,6 +42,7 @@ pub fn fp32<P: VecElement>(
     skip_zeros: bool,
     step_size: f32,
     k: &StepScalars,
+    rounding: Rounding,
 ) -> (usize, u64) {
     let n = p.len() / STRIDE * STRIDE;
     assert!(g.len() >= n && s1.len() >= n && s2.len() >= n);
@@ -52,6 +55,7 @@ pub fn fp32<P: VecElement>(
         skip_zeros,
         step_size,
         k,
+        rounding,
     };
     // SAFETY: the assert bounds every access to `n` elements; `isa` is a level the CPU has.
     match unsafe { run(isa, &a) } {
@@ -65,7 +69,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
     let (beta1, beta2) = (S::splat(k.beta1), S::splat(k.beta2));
     let (om1, om2) = (S::splat(k.one_minus_beta1), S::splat(k.one_minus_beta2));
     let (gnorm, step) = (S::splat(k.gnorm_scale), S::splat(a.step_size));
-    let c = Consts::<S>::new(k);
+    let c = Consts::<S>::new(k, a.rounding);
     let zero = S::splat(0.0);
     let mut finite_lanes = 0u64;
     for i in (0..a.n).step_by(S::N) {
@@ -86,7 +90,7 @@ unsafe fn sweep<S: Lanes, P: VecElement>(a: &Args<P>, k: &StepScalars) -> u64 {
         let v_out = S::select(active, v, S::select(finite, v0, zero));
         S::store(a.s1.add(i), m_out);
         S::store(a.s2.add(i), v_out);
-        update_param::<S, P>(&c, a.p.add(i), m, v, step, active);
+        update_param::<S, P>(&c, a.p.add(i), i, m, v, step, active);
         finite_lanes += S::count(finite) as u64;
     }
     a.n as u64 - finite_lanes

@@ -6,6 +6,7 @@ use super::element::VecElement;
 use super::quantize::{quantize, quantize_linear, signed_code};
 use super::Lanes;
 use crate::qmap::{Linear, Qmap, SIGNED, UNSIGNED};
+use crate::rounding::{Rounding, Stream};
 use crate::scalars::StepScalars;
 
 /// The step's scalars as lanes, and the maps, built once per kernel call.
@@ -19,6 +20,8 @@ pub struct Consts<S: Lanes> {
     decay: Option<S::F>,
     /// The loss scale gradients are divided by, when there is one (rule 18).
     grad_scale: Option<S::F>,
+    /// How updated parameters are rounded; element 0 of the kernel's slice is its element 0.
+    rounding: Rounding,
     pub signed: &'static Qmap,
     pub unsigned: &'static Qmap,
     /// Both maps' linear tables, when they built.
@@ -42,7 +45,7 @@ impl<S: Lanes> Consts<S> {
     /// # Safety
     /// `S`'s ISA must be enabled.
     #[inline(always)]
-    pub unsafe fn new(k: &StepScalars) -> Consts<S> {
+    pub unsafe fn new(k: &StepScalars, rounding: Rounding) -> Consts<S> {
         let (signed, unsigned): (&'static Qmap, &'static Qmap) = (&SIGNED, &UNSIGNED);
         Consts {
             beta1: S::splat(k.beta1),
@@ -53,6 +56,7 @@ impl<S: Lanes> Consts<S> {
             eps_c2: S::splat(k.eps_c2),
             decay: (k.apply_decay != 0).then(|| S::splat(k.decay)),
             grad_scale: (k.grad_scale != 1.0).then(|| S::splat(k.grad_scale)),
+            rounding,
             signed,
             unsigned,
             linear: signed.linear.as_ref().zip(unsigned.linear.as_ref()),
@@ -92,14 +96,17 @@ pub unsafe fn moments<S: Lanes>(
     )
 }
 
-/// `math::updated_param` on `N` lanes, stored where `finite` (the old bits elsewhere).
+/// `math::updated_param` on `N` lanes, stored where `finite` (the old bits elsewhere); `p` is
+/// element `i` of the kernel's slice.
 ///
 /// # Safety
 /// `S`'s ISA must be enabled; `p` valid for `N` elements.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub unsafe fn update_param<S: Lanes, P: VecElement>(
     c: &Consts<S>,
     p: *mut P,
+    i: usize,
     m: S::F,
     v: S::F,
     step_size: S::F,
@@ -113,7 +120,38 @@ pub unsafe fn update_param<S: Lanes, P: VecElement>(
     if let Some(decay) = c.decay {
         new = S::mul(new, decay);
     }
-    P::store::<S>(p, raw, new, finite);
+    match &c.rounding {
+        Rounding::Nearest => P::store::<S>(p, raw, new, finite),
+        Rounding::Stochastic(stream) => store_stochastic::<S, P>(stream, p, i, new, finite),
+    }
+}
+
+/// Rule 19's rounding of the lanes where `take` is set, one lane at a time through
+/// `Element::narrow_stochastic` (the one definition of it), with one Philox call per four lanes.
+///
+/// # Safety
+/// As [`update_param`].
+#[inline(always)]
+unsafe fn store_stochastic<S: Lanes, P: VecElement>(
+    stream: &Stream,
+    p: *mut P,
+    i: usize,
+    new: S::F,
+    take: S::M,
+) {
+    const MAX_LANES: usize = 16;
+    let (mut x, mut taken, mut draws) = ([0f32; MAX_LANES], [0f32; MAX_LANES], [0u32; MAX_LANES]);
+    S::store(x.as_mut_ptr(), new);
+    S::store(
+        taken.as_mut_ptr(),
+        S::select(take, S::splat(1.0), S::splat(0.0)),
+    );
+    stream.fill(i, &mut draws[..S::N]);
+    for l in 0..S::N {
+        if taken[l] != 0.0 {
+            *p.add(l) = P::narrow_stochastic(x[l], draws[l]);
+        }
+    }
 }
 
 /// Stores the codes of `m` (signed map, sign rule) and `v` (unsigned map) at `s1`, `s2`.

@@ -1,6 +1,7 @@
 //! Every SIMD level against the scalar kernel, bit for bit, on inputs chosen to hit the edges:
 //! partial last blocks, NaN/±Inf/±0 gradients, all-zero blocks, subnormal and huge moments,
-//! NaN parameters, and quantizer inputs on and around every midpoint.
+//! NaN parameters, and quantizer inputs on and around every midpoint; every path both with
+//! round-to-nearest and with stochastic rounding (rule 19).
 
 use half::{bf16, f16};
 
@@ -14,6 +15,7 @@ use crate::cpu::kernels::{
 };
 use crate::qmap::{signed_code as scalar_signed_code, SIGNED, UNSIGNED};
 use crate::rng::Rng;
+use crate::rounding::{Rounding, Stream};
 use crate::scalars::StepScalars;
 
 /// Test inputs on top of the project's generator.
@@ -50,6 +52,16 @@ fn param_bits<P: VecElement>(v: &[P], bits: fn(P) -> u32) -> Vec<u32> {
             }
         })
         .collect()
+}
+
+/// Round-to-nearest on even rounds, else stochastic rounding with random seed, key and step,
+/// for a slice that starts at some block of its tensor.
+fn rounding(rng: &mut Rng, round: usize) -> Rounding {
+    if round.is_multiple_of(2) {
+        return Rounding::Nearest;
+    }
+    let (seed, key, step) = (rng.next_u64(), rng.next_u64(), 1 + rng.next_u64() % 1000);
+    Rounding::Stochastic(Stream::new(seed, key, step, 256 * (rng.next_u64() % 4096)))
 }
 
 fn levels() -> Vec<Isa> {
@@ -92,6 +104,7 @@ fn check_dtype<P: VecElement>(bits: fn(P) -> u32) {
             let n: usize = [1, 255, 256, 257, 4096, 4095, 5000, 12_345][round % 8];
             let blocks = n.div_ceil(256);
             let k = scalars(&mut rng);
+            let r = rounding(&mut rng, round);
             let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
             let mut g: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1e-2))).collect();
             let mut s1: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
@@ -115,9 +128,10 @@ fn check_dtype<P: VecElement>(bits: fn(P) -> u32) {
                 &mut a1_want,
                 &mut a2_want,
                 &k,
+                r,
             );
             let mut p = p0.clone();
-            let got = blockwise(isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k);
+            let got = blockwise(isa, &mut p, &g, &mut s1, &mut s2, &mut a1, &mut a2, &k, r);
             let ctx = format!("{isa:?} round {round} n {n}");
             assert_eq!(got, want, "{ctx}: non-finite count");
             assert_eq!(s1, s1_want, "{ctx}: state1");
@@ -143,6 +157,7 @@ fn check_dynamic<P: VecElement>(bits: fn(P) -> u32) {
         for round in 0..48 {
             let n: usize = [1, 15, 16, 17, 255, 4096, 5000, 12_345][round % 8];
             let k = scalars(&mut rng);
+            let r = rounding(&mut rng, round);
             let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
             let zero = round % 12 == 11;
             let g: Vec<P> = (0..n)
@@ -172,6 +187,7 @@ fn check_dynamic<P: VecElement>(bits: fn(P) -> u32) {
                 new,
                 step,
                 &k,
+                r,
             );
             let (mut p, mut s1_got, mut s2_got) = (p0.clone(), s1.clone(), s2.clone());
             let nf = dynamic_update(
@@ -184,6 +200,7 @@ fn check_dynamic<P: VecElement>(bits: fn(P) -> u32) {
                 new,
                 step,
                 &k,
+                r,
             );
             assert_eq!(nf, nf_want, "{ctx}: non-finite count");
             assert_eq!(s1_got, s1_want, "{ctx}: state1");
@@ -225,6 +242,7 @@ fn check_fp32_path<P: VecElement>(bits: fn(P) -> u32) {
         for round in 0..64 {
             let n: usize = [1, 15, 16, 17, 1000, 4095][round % 6];
             let k = scalars(&mut rng);
+            let r = rounding(&mut rng, round / 2);
             let skip_zeros = round % 2 == 1;
             let step_size = k.step_size * 0.75;
             let p0: Vec<P> = (0..n).map(|_| P::narrow(rng.value(1.0))).collect();
@@ -240,9 +258,12 @@ fn check_fp32_path<P: VecElement>(bits: fn(P) -> u32) {
                 skip_zeros,
                 step_size,
                 &k,
+                r,
             );
             let (mut p, mut s1, mut s2) = (p0, s1, s2);
-            let got = fp32_update(isa, &mut p, &g, &mut s1, &mut s2, skip_zeros, step_size, &k);
+            let got = fp32_update(
+                isa, &mut p, &g, &mut s1, &mut s2, skip_zeros, step_size, &k, r,
+            );
             let ctx = format!("{isa:?} round {round} n {n}");
             assert_eq!(got, want, "{ctx}: non-finite count");
             let fbits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

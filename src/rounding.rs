@@ -1,0 +1,218 @@
+//! Stochastic rounding of 16-bit parameters (DECISIONS rule 19): Philox4x32-10, the keys and
+//! counters it is fed, and the rounding of an f32 to one of its two neighbouring fp16/bf16
+//! values by a 32-bit draw. docs/design.md ("Stochastic rounding") states the same definition
+//! bit by bit; csrc/adam8bit_math.cuh implements it for the CUDA kernels.
+//!
+//! The draw of element `i` (its index in the full tensor, a shard's offset included) at step
+//! `t` of a parameter with key `P` under seed `S`:
+//!
+//! - stream key `K = philox(key = S, counter = [lo(P), hi(P), 0, 2])`, words 0 and 1;
+//! - `philox(key = K, counter = [lo(i >> 2), hi(i >> 2), lo(t), hi(t)])`, word `i & 3`.
+//!
+//! A parameter without an explicit key gets `P = philox(key = 0, counter = [lo(N), hi(N), k, 1])`,
+//! words 0 and 1 (low, high), where `N` is the full tensor's element count and `k` the number
+//! of parameters registered before it on the handle with the same `N`. Whether a rank holds a
+//! slice of a tensor depends only on `N`, so every rank (and an unsharded handle) gives the
+//! same tensor the same key.
+
+use crate::dtype::Element;
+
+const M0: u64 = 0xD251_1F53;
+const M1: u64 = 0xCD9E_8D57;
+const W0: u32 = 0x9E37_79B9;
+const W1: u32 = 0xBB67_AE85;
+
+/// Philox4x32-10 (Salmon et al., SC'11): ten rounds of the 4-word Philox bijection keyed by
+/// `key`, the Weyl sequence bumping the key between rounds.
+#[inline(always)]
+pub fn philox(key: [u32; 2], counter: [u32; 4]) -> [u32; 4] {
+    let [mut k0, mut k1] = key;
+    let [mut c0, mut c1, mut c2, mut c3] = counter;
+    for round in 0..10 {
+        if round > 0 {
+            k0 = k0.wrapping_add(W0);
+            k1 = k1.wrapping_add(W1);
+        }
+        let p0 = M0 * c0 as u64;
+        let p1 = M1 * c2 as u64;
+        (c0, c1, c2, c3) = (
+            (p1 >> 32) as u32 ^ c1 ^ k0,
+            p1 as u32,
+            (p0 >> 32) as u32 ^ c3 ^ k1,
+            p0 as u32,
+        );
+    }
+    [c0, c1, c2, c3]
+}
+
+fn split(x: u64) -> [u32; 2] {
+    [x as u32, (x >> 32) as u32]
+}
+
+fn join(lo: u32, hi: u32) -> u64 {
+    lo as u64 | (hi as u64) << 32
+}
+
+/// The key of the `ordinal`-th parameter (0-based) of a handle whose full tensor has
+/// `full_numel` elements, when the caller sets none.
+pub fn default_key(full_numel: u64, ordinal: u32) -> u64 {
+    let [lo, hi] = split(full_numel);
+    let w = philox([0, 0], [lo, hi, ordinal, 1]);
+    join(w[0], w[1])
+}
+
+/// One parameter's draws in one step, from element `first` of the full tensor on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    key: [u32; 2],
+    step: u64,
+    first: u64,
+}
+
+impl Stream {
+    /// The draws of step `step` of the parameter with key `param_key` under `seed`, for a
+    /// slice that starts at element `first` of the full tensor.
+    pub fn new(seed: u64, param_key: u64, step: u64, first: u64) -> Stream {
+        let [lo, hi] = split(param_key);
+        let w = philox(split(seed), [lo, hi, 0, 2]);
+        Stream {
+            key: [w[0], w[1]],
+            step,
+            first,
+        }
+    }
+
+    /// The Philox key of the step's draws (what the CUDA kernels receive).
+    pub fn key(&self) -> [u32; 2] {
+        self.key
+    }
+
+    /// The same draws for the slice that starts `by` elements further on.
+    pub fn advanced(self, by: usize) -> Stream {
+        Stream {
+            first: self.first + by as u64,
+            ..self
+        }
+    }
+
+    /// The four draws of elements `4j .. 4j + 4` of the full tensor.
+    #[inline(always)]
+    fn quad(&self, j: u64) -> [u32; 4] {
+        let [j0, j1] = split(j);
+        let [t0, t1] = split(self.step);
+        philox(self.key, [j0, j1, t0, t1])
+    }
+
+    /// The draw of element `i` of the slice.
+    #[inline(always)]
+    pub fn draw(&self, i: usize) -> u32 {
+        let e = self.first + i as u64;
+        self.quad(e >> 2)[(e & 3) as usize]
+    }
+
+    /// The draws of elements `i .. i + out.len()` of the slice, where `first + i` is a multiple
+    /// of 4 (one Philox call per four elements).
+    #[inline(always)]
+    pub fn fill(&self, i: usize, out: &mut [u32]) {
+        let e = self.first + i as u64;
+        debug_assert!(e.is_multiple_of(4));
+        for (q, chunk) in out.chunks_mut(4).enumerate() {
+            let w = self.quad((e >> 2) + q as u64);
+            chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+    }
+}
+
+/// How a step turns its f32 results into the parameter's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// Rule 14: to nearest, ties to even.
+    Nearest,
+    /// Rule 19, with these draws.
+    Stochastic(Stream),
+}
+
+impl Rounding {
+    /// The rounding of the slice that starts `by` elements further on.
+    pub fn advanced(self, by: usize) -> Rounding {
+        match self {
+            Rounding::Nearest => Rounding::Nearest,
+            Rounding::Stochastic(s) => Rounding::Stochastic(s.advanced(by)),
+        }
+    }
+
+    /// Element `i` of the slice, rounded to `P`.
+    #[inline(always)]
+    pub fn narrow<P: Element>(&self, x: f32, i: usize) -> P {
+        match self {
+            Rounding::Nearest => P::narrow(x),
+            Rounding::Stochastic(s) => P::narrow_stochastic(x, s.draw(i)),
+        }
+    }
+}
+
+/// `x` rounded to the 16-bit format whose values are the f32 values with the low `shift`
+/// significand bits clear, from the truncated magnitude `kept` (the format's bits without the
+/// sign) and the dropped bits `rest`: away from zero when `draw < rest / 2^shift * 2^32`,
+/// floored for `shift > 32`. `nearest` is the round-to-nearest result, which an overflow to
+/// infinity falls back to (so a value that rounds to a finite one never becomes infinite).
+#[inline(always)]
+fn away_if(sign: u16, kept: u32, rest: u32, shift: u32, draw: u32, inf: u32, nearest: u16) -> u16 {
+    let threshold = if shift <= 32 {
+        ((rest as u64) << (32 - shift)) as u32
+    } else {
+        (rest as u64).checked_shr(shift - 32).unwrap_or(0) as u32
+    };
+    let bits = kept + (draw < threshold) as u32;
+    if bits >= inf {
+        nearest
+    } else {
+        sign | bits as u16
+    }
+}
+
+/// bf16: the f32's low 16 bits are dropped (bf16 has f32's exponent range, subnormals
+/// included, so the same cut holds everywhere).
+pub fn bf16_stochastic(x: f32, draw: u32) -> u16 {
+    let nearest = half::bf16::from_f32(x).to_bits();
+    let u = x.to_bits();
+    if !x.is_finite() {
+        return nearest;
+    }
+    let sign = ((u >> 16) & 0x8000) as u16;
+    let mag = u & 0x7FFF_FFFF;
+    away_if(sign, mag >> 16, mag & 0xFFFF, 16, draw, 0x7F80, nearest)
+}
+
+/// fp16: 13 dropped significand bits for normal halves; below 2^-14 the grid is 2^-24, so more.
+pub fn f16_stochastic(x: f32, draw: u32) -> u16 {
+    let nearest = half::f16::from_f32(x).to_bits();
+    let u = x.to_bits();
+    if !x.is_finite() {
+        return nearest;
+    }
+    let sign = ((u >> 16) & 0x8000) as u16;
+    let exp = (u >> 23) & 0xFF;
+    let man = u & 0x7F_FFFF;
+    if exp >= 113 {
+        // |x| >= 2^-14. From 2^16 on even the truncation is infinite: nearest overflows too.
+        if exp >= 143 {
+            return nearest;
+        }
+        let kept = ((exp - 112) << 10) | (man >> 13);
+        return away_if(sign, kept, man & 0x1FFF, 13, draw, 0x7C00, nearest);
+    }
+    // A multiple of 2^-24: the significand (hidden bit included) shifted right.
+    let (sig, e) = if exp == 0 {
+        (man, 1)
+    } else {
+        (man | 0x80_0000, exp)
+    };
+    let shift = 126 - e;
+    let (kept, rest) = if shift >= 32 {
+        (0, sig)
+    } else {
+        (sig >> shift, sig & ((1u32 << shift) - 1))
+    };
+    away_if(sign, kept, rest, shift, draw, 0x7C00, nearest)
+}
