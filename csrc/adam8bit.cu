@@ -48,10 +48,12 @@ struct a8_walk {
         while (i + 1 < b.count && b.t[i + 1].first_block <= w) ++i;
         return i;
     }
-    // The step scalars of the warp's tensor, computed when the warp moves to a tensor.
+    // The step scalars of the warp's tensor, computed when the warp moves to a tensor, and the
+    // step number they are of.
     __device__ __forceinline__ const a8_scalars &scalars();
     uint32_t scalars_of = 0xFFFFFFFFu;
     a8_scalars k = {};
+    unsigned long long t = 0;
 };
 
 // Which of a lane's 8 slots (its quads: 4 elements from `first` and from first + 128) lie below
@@ -99,23 +101,52 @@ __device__ __forceinline__ void a8_load8(const void *base, bool vec, unsigned lo
     }
 }
 
+// How a store rounds to a 16-bit dtype: to nearest (rule 14), or stochastically (rule 19) with
+// the draws of a tensor whose element 0 is element `first` of its full tensor, at step t.
+struct a8_rounding {
+    bool stochastic;
+    uint32_t k0, k1;
+    unsigned long long first, t;
+};
+
+__device__ __forceinline__ a8_rounding a8_nearest() { return {false, 0, 0, 0, 0}; }
+
+__device__ __forceinline__ a8_rounding a8_rounding_of(const a8_tensor &T, unsigned long long t) {
+    return {(T.flags & A8_STOCHASTIC) != 0, T.sr_key[0], T.sr_key[1], T.sr_first, t};
+}
+
 template <uint32_t dtype>
-__device__ __forceinline__ uint32_t a8_encode(float x) {
-    return dtype == A8_F32 ? a8_bits(x) : dtype == A8_F16 ? a8_f32_to_f16(x) : a8_f32_to_bf16(x);
+__device__ __forceinline__ uint32_t a8_encode(float x, bool stochastic, uint32_t draw) {
+    if (dtype == A8_F32) return a8_bits(x);
+    if (dtype == A8_F16) return stochastic ? a8_f32_to_f16_stochastic(x, draw) : a8_f32_to_f16(x);
+    return stochastic ? a8_f32_to_bf16_stochastic(x, draw) : a8_f32_to_bf16(x);
 }
 
 // Stores the elements below n: those whose bit in `mask` is set rounded to the dtype, the
 // others as the raw bits they were loaded with (so a whole quad goes out as one vector; the
-// scalar path stores only the masked ones).
+// scalar path stores only the masked ones). A quad starts at a multiple of 4 of the full
+// tensor, so one Philox call gives its four draws.
 template <uint32_t dtype>
 __device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long long first,
                                           unsigned long long n, const float in[8],
-                                          const uint32_t raw[8], uint32_t mask) {
+                                          const uint32_t raw[8], uint32_t mask,
+                                          const a8_rounding &r) {
+    const bool stochastic = dtype != A8_F32 && r.stochastic;
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
+        uint32_t draw[4] = {0, 0, 0, 0};
+        if (stochastic) {
+            const unsigned long long quad = (r.first + e) >> 2;
+            draw[0] = (uint32_t)quad;
+            draw[1] = (uint32_t)(quad >> 32);
+            draw[2] = (uint32_t)r.t;
+            draw[3] = (uint32_t)(r.t >> 32);
+            a8_philox(r.k0, r.k1, draw);
+        }
         uint32_t bits[4];
         for (int j = 0; j < 4; ++j)
-            bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode<dtype>(in[4 * q + j]) : raw[4 * q + j];
+            bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode<dtype>(in[4 * q + j], stochastic, draw[j])
+                                                 : raw[4 * q + j];
         if (vec && e + 4 <= n) {
             if (dtype == A8_F32) {
                 uint4 v = {bits[0], bits[1], bits[2], bits[3]};
@@ -222,9 +253,8 @@ __device__ __forceinline__ unsigned long long a8_t(const a8_tensor &T) {
 // the betas (pow is the one operation not correctly rounded on both sides), the same f64
 // operations in the same order, each result rounded to f32 once; the host's constants for the
 // rest, and the device-computed percentile scale.
-__device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T) {
+__device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T, unsigned long long t) {
     a8_scalars k = T.k;
-    const unsigned long long t = a8_t(T);
     const double bc1 = 1.0 - T.powers[2 * t], bc2 = 1.0 - T.powers[2 * t + 1];
     const double c2 = sqrt(bc2);
     k.step_size = (float)(-T.lr * c2 / bc1);
@@ -237,7 +267,8 @@ __device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T) {
 
 __device__ __forceinline__ const a8_scalars &a8_walk::scalars() {
     if (scalars_of != i) {
-        k = a8_step_scalars(b.t[i]);
+        t = a8_t(b.t[i]);
+        k = a8_step_scalars(b.t[i], t);
         scalars_of = i;
     }
     return k;
@@ -462,7 +493,7 @@ __device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
             c1[j] = a8_signed_code(a8_quantize_signed(s.b1, a8_quotient(m[j], mx1, y1, r1)), m[j]);
             c2[j] = a8_quantize_unsigned(s.b2, a8_quotient(v[j], mx2, y2, r2));
         }
-        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite);
+        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite, a8_rounding_of(T, walk.t));
         a8_store_codes(T.s1, first, T.n, c1);
         a8_store_codes(T.s2, first, T.n, c2);
         a8_count(T, blk, lane, bad);
@@ -579,7 +610,7 @@ __device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
             c1[j] = a8_signed_code(a8_quantize_signed(s.b1, m * recip1), m);
             c2[j] = a8_quantize_unsigned(s.b2, v * recip2);
         }
-        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite);
+        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite, a8_rounding_of(T, walk.t));
         a8_store_codes(T.s1, first, T.n, c1);
         a8_store_codes(T.s2, first, T.n, c2);
         a8_count(T, blk, lane, bad);
@@ -654,9 +685,9 @@ __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
                 p[j] = a8_updated_param(p[j], m[j], v[j], step_size, k);
             }
         }
-        a8_store8<D>(T.p, vec, first, T.n, p, praw, active);
-        a8_store8<A8_F32>(T.s1, true, first, T.n, m, mraw, 0xFFu);
-        a8_store8<A8_F32>(T.s2, true, first, T.n, v, vraw, 0xFFu);
+        a8_store8<D>(T.p, vec, first, T.n, p, praw, active, a8_rounding_of(T, walk.t));
+        a8_store8<A8_F32>(T.s1, true, first, T.n, m, mraw, 0xFFu, a8_nearest());
+        a8_store8<A8_F32>(T.s2, true, first, T.n, v, vraw, 0xFFu, a8_nearest());
         a8_count(T, blk, lane, bad);
     }
 }

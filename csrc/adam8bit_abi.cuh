@@ -14,7 +14,9 @@
 enum { A8_F32 = 0, A8_F16 = 1, A8_BF16 = 2 };
 // A8_VECTOR: the parameter and gradient pointers are aligned for the quad accesses (16 bytes
 // for fp32, 8 for fp16/bf16).
-enum { A8_CLIP = 1u, A8_UNORM = 2u, A8_SKIP_ZEROS = 4u, A8_VECTOR = 8u, A8_DYNAMIC = 16u };
+// A8_STOCHASTIC: updated fp16/bf16 parameters round stochastically (rule 19).
+enum { A8_CLIP = 1u, A8_UNORM = 2u, A8_SKIP_ZEROS = 4u, A8_VECTOR = 8u, A8_DYNAMIC = 16u,
+       A8_STOCHASTIC = 32u };
 
 // Everything the kernels look codes up in, in device memory, staged in shared memory per CTA:
 // the two maps' values and their packed bucket tables (a8_quantize_signed/_unsigned).
@@ -58,6 +60,8 @@ struct a8_tensor {
     const double *powers;            // beta1^t, beta2^t for t = 0, 1, ... (the host's pow)
     int32_t percentile;
     float max_unorm;
+    uint32_t sr_key[2];              // rule 19: the Philox key of this parameter's draws
+    unsigned long long sr_first;     // rule 19: the full tensor's index of element 0 (a shard's offset)
 };
 
 struct a8_batch {

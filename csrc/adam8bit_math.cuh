@@ -112,6 +112,66 @@ A8_HD uint16_t a8_f32_to_f16(float x) {
     return (uint16_t)(sign | (base + kept + up));
 }
 
+// ---- stochastic rounding (DECISIONS rule 19; src/rounding.rs holds the same definition) ----
+
+A8_HD uint32_t a8_mulhi(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+    return __umulhi(a, b);
+#else
+    return (uint32_t)(((uint64_t)a * b) >> 32);
+#endif
+}
+
+// Philox4x32-10: ten rounds of the Philox bijection on the counter c, the key bumped by the
+// Weyl constants between rounds; c becomes the four output words.
+A8_HD void a8_philox(uint32_t k0, uint32_t k1, uint32_t c[4]) {
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+        const uint32_t lo0 = 0xD2511F53u * c[0], hi0 = a8_mulhi(0xD2511F53u, c[0]);
+        const uint32_t lo1 = 0xCD9E8D57u * c[2], hi1 = a8_mulhi(0xCD9E8D57u, c[2]);
+        const uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
+    }
+}
+
+// The truncated magnitude `kept` plus one (away from zero) when draw < rest / 2^shift * 2^32
+// (floored; rest < 2^shift); an overflow to infinity takes the round-to-nearest bits instead.
+A8_HD uint16_t a8_away_if(uint16_t sign, uint32_t kept, uint32_t rest, uint32_t shift,
+                          uint32_t draw, uint32_t inf, uint16_t nearest) {
+    uint32_t threshold;
+    if (shift <= 32) threshold = (uint32_t)((uint64_t)rest << (32 - shift));
+    else threshold = shift - 32 < 64 ? (uint32_t)((uint64_t)rest >> (shift - 32)) : 0u;
+    const uint32_t bits = kept + (draw < threshold ? 1u : 0u);
+    return bits >= inf ? nearest : (uint16_t)(sign | bits);
+}
+
+A8_HD uint16_t a8_f32_to_bf16_stochastic(float x, uint32_t draw) {
+    const uint16_t nearest = a8_f32_to_bf16(x);
+    if (!a8_isfinite(x)) return nearest;
+    const uint32_t u = a8_bits(x), mag = u & 0x7FFFFFFFu;
+    return a8_away_if((uint16_t)((u >> 16) & 0x8000u), mag >> 16, mag & 0xFFFFu, 16, draw,
+                      0x7F80u, nearest);
+}
+
+A8_HD uint16_t a8_f32_to_f16_stochastic(float x, uint32_t draw) {
+    const uint16_t nearest = a8_f32_to_f16(x);
+    if (!a8_isfinite(x)) return nearest;
+    const uint32_t u = a8_bits(x);
+    const uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    const uint32_t exp = (u >> 23) & 0xFFu, man = u & 0x7FFFFFu;
+    if (exp >= 113) {  // |x| >= 2^-14: 13 dropped bits; from 2^16 on, nearest overflows too
+        if (exp >= 143) return nearest;
+        return a8_away_if(sign, ((exp - 112) << 10) | (man >> 13), man & 0x1FFFu, 13, draw,
+                          0x7C00u, nearest);
+    }
+    // Below the normal halves the grid is 2^-24: the significand shifted right by 126 - e.
+    const uint32_t sig = exp == 0 ? man : (man | 0x800000u), e = exp == 0 ? 1u : exp;
+    const uint32_t shift = 126 - e;
+    const uint32_t kept = shift >= 32 ? 0u : sig >> shift;
+    const uint32_t rest = shift >= 32 ? sig : sig & ((1u << shift) - 1u);
+    return a8_away_if(sign, kept, rest, shift, draw, 0x7C00u, nearest);
+}
+
 // ---- quantization (DECISIONS rule 1) ----
 
 // The exact nearest code by bucket, as src/qmap does it: a bucket is keyed by the top 16 bits

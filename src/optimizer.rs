@@ -11,7 +11,7 @@ use crate::cpu;
 use crate::cuda;
 use crate::dtype::Dtype;
 use crate::error::{invalid, Error, Result};
-use crate::rounding::{default_key, Rounding, Stream};
+use crate::rounding::{default_key, stream_key, Rounding, Stream};
 use crate::scalars::StepScalars;
 use crate::state::{layout, negative_magnitude, state_bytes, HostState, StateKind};
 
@@ -346,12 +346,19 @@ impl Optimizer {
     /// How step `t` of parameter `p` rounds its updated elements (rule 14 or 19).
     pub fn rounding(&self, p: &Param, t: u64) -> Rounding {
         match p.overrides.stochastic_seed(&self.cfg, p.dtype) {
-            Some(seed) => {
-                let first = p.overrides.shard.map_or(0, |s| s.offset);
-                Rounding::Stochastic(Stream::new(seed, p.rounding_key, t, first))
-            }
+            Some(seed) => Rounding::Stochastic(Stream::new(seed, p.rounding_key, t, first(p))),
             None => Rounding::Nearest,
         }
+    }
+
+    /// Rule 19 as the CUDA kernels take it: the draws' Philox key and the full tensor's index
+    /// of element 0 (the step number is the device's).
+    fn device_rounding(&self, p: &Param) -> Option<cuda::StochasticRounding> {
+        let seed = p.overrides.stochastic_seed(&self.cfg, p.dtype)?;
+        Some(cuda::StochasticRounding {
+            key: stream_key(seed, p.rounding_key),
+            first: first(p),
+        })
     }
 
     /// Exact byte count of state array `kind` of parameter `id`.
@@ -619,6 +626,7 @@ impl Optimizer {
                     percentile: cfg.clips_percentile().then_some(cfg.percentile_clipping),
                     max_unorm: cfg.max_unorm,
                     skip_zeros: cfg.skip_zeros,
+                    rounding: this.device_rounding(p),
                 })
             })
         };
@@ -708,6 +716,11 @@ impl Optimizer {
     pub fn group_lrs(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
         self.group_lr.iter().map(|(&g, &lr)| (g, lr))
     }
+}
+
+/// The full tensor's index of a parameter's element 0.
+fn first(p: &Param) -> u64 {
+    p.overrides.shard.map_or(0, |s| s.offset)
 }
 
 fn unknown(id: u32, count: usize) -> Error {

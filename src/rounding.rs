@@ -61,6 +61,14 @@ pub fn default_key(full_numel: u64, ordinal: u32) -> u64 {
     join(w[0], w[1])
 }
 
+/// The Philox key of the draws of the parameter with key `param_key` under `seed` (what the
+/// CUDA kernels receive; they take the step number from the device's counter).
+pub fn stream_key(seed: u64, param_key: u64) -> [u32; 2] {
+    let [lo, hi] = split(param_key);
+    let w = philox(split(seed), [lo, hi, 0, 2]);
+    [w[0], w[1]]
+}
+
 /// One parameter's draws in one step, from element `first` of the full tensor on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stream {
@@ -73,18 +81,11 @@ impl Stream {
     /// The draws of step `step` of the parameter with key `param_key` under `seed`, for a
     /// slice that starts at element `first` of the full tensor.
     pub fn new(seed: u64, param_key: u64, step: u64, first: u64) -> Stream {
-        let [lo, hi] = split(param_key);
-        let w = philox(split(seed), [lo, hi, 0, 2]);
         Stream {
-            key: [w[0], w[1]],
+            key: stream_key(seed, param_key),
             step,
             first,
         }
-    }
-
-    /// The Philox key of the step's draws (what the CUDA kernels receive).
-    pub fn key(&self) -> [u32; 2] {
-        self.key
     }
 
     /// The same draws for the slice that starts `by` elements further on.
@@ -215,4 +216,67 @@ pub fn f16_stochastic(x: f32, draw: u32) -> u16 {
         (sig >> shift, sig & ((1u32 << shift) - 1))
     };
     away_if(sign, kept, rest, shift, draw, 0x7C00, nearest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random123's published known answers for Philox4x32-10.
+    #[test]
+    fn philox_matches_the_known_answers() {
+        let cases = [
+            (
+                [0, 0],
+                [0, 0, 0, 0],
+                [0x6627_E8D5, 0xE169_C58D, 0xBC57_AC4C, 0x9B00_DBD8],
+            ),
+            (
+                [u32::MAX; 2],
+                [u32::MAX; 4],
+                [0x408F_276D, 0x41C8_3B0E, 0xA20B_C7C6, 0x6D54_51FD],
+            ),
+            (
+                [0xA409_3822, 0x299F_31D0],
+                [0x243F_6A88, 0x85A3_08D3, 0x1319_8A2E, 0x0370_7344],
+                [0xD16C_FE09, 0x94FD_CCEB, 0x5001_E420, 0x2412_6EA1],
+            ),
+        ];
+        for (key, counter, want) in cases {
+            assert_eq!(
+                philox(key, counter),
+                want,
+                "key {key:x?} counter {counter:x?}"
+            );
+        }
+    }
+
+    /// `fill` and `draw` agree, and a slice's draws are the full tensor's shifted.
+    #[test]
+    fn draws_depend_on_the_full_tensor_index_only() {
+        let full = Stream::new(3, 4, 5, 0);
+        let shard = Stream::new(3, 4, 5, 512);
+        let mut filled = [0u32; 24];
+        shard.fill(8, &mut filled);
+        for (i, &d) in filled.iter().enumerate() {
+            assert_eq!(d, shard.draw(8 + i));
+            assert_eq!(d, full.draw(520 + i));
+            assert_eq!(d, full.advanced(512).draw(8 + i));
+        }
+        assert_ne!(
+            Stream::new(3, 4, 6, 0).draw(0),
+            full.draw(0),
+            "the step changes draws"
+        );
+        assert_ne!(
+            Stream::new(3, 5, 5, 0).draw(0),
+            full.draw(0),
+            "the key changes draws"
+        );
+        assert_ne!(
+            Stream::new(4, 4, 5, 0).draw(0),
+            full.draw(0),
+            "the seed changes draws"
+        );
+    }
 }

@@ -106,6 +106,8 @@ fn layouts() -> Vec<Layout> {
                 powers,
                 percentile,
                 max_unorm,
+                sr_key,
+                sr_first,
             }
         ),
         layout!(
@@ -141,6 +143,7 @@ fn constants() -> BTreeMap<&'static str, u64> {
         ("A8_KEY_HI", (qmap::KEY_HI_BITS >> qmap::KEY_SHIFT) as u64),
         ("A8_BUCKETS", qmap::BUCKETS as u64),
         ("A8_DYNAMIC", abi::DYNAMIC as u64),
+        ("A8_STOCHASTIC", abi::STOCHASTIC as u64),
     ])
 }
 

@@ -446,6 +446,58 @@ fn step_many_over_more_than_128_tensors_with_lr_changes() {
     );
 }
 
+/// Rule 19 on every path: the CUDA kernels draw what the CPU draws (same key, step and
+/// full-tensor index), so stochastically rounded parameters agree bit for bit, shard slices
+/// and per-parameter keys and seeds included.
+#[test]
+fn stochastic_rounding_on_every_path() {
+    on_emulator("stochastic_rounding_on_every_path", |d| {
+        for (block_wise, min_8bit_size) in [(true, 4096), (false, 4096), (true, u64::MAX)] {
+            let cfg = config(|c| {
+                c.min_8bit_size = min_8bit_size;
+                c.block_wise = block_wise;
+                c.stochastic_rounding = true;
+                c.seed = 0x5EED_0019;
+                c.weight_decay = 0.01;
+            });
+            let mut specs = Vec::new();
+            for &n in &[1u64, 7, 257, 4095, 4096, 12_289] {
+                for dt in DTYPES {
+                    specs.push(spec(n, dt, n % 2 == 0));
+                }
+            }
+            // The last slice of a 3-rank split of a tensor: its draws start at its offset
+            // (shards take the blockwise or the 32-bit path).
+            if block_wise {
+                let mut shard = spec(12_289 - 8192, BNB_DTYPE_BF16, false);
+                shard.opts.flags |= BNB_OPT_SHARD;
+                shard.opts.shard_full_numel = 12_289;
+                shard.opts.shard_offset = 8192;
+                specs.push(shard);
+            }
+            let mut keyed = spec(5000, BNB_DTYPE_F16, true);
+            keyed.opts.flags |= BNB_OPT_SEED | BNB_OPT_ROUNDING_KEY;
+            keyed.opts.seed = 7;
+            keyed.opts.rounding_key = u64::MAX - 3;
+            specs.push(keyed);
+            let mut off = spec(5000, BNB_DTYPE_BF16, true);
+            off.opts.flags |= BNB_OPT_STOCHASTIC_ROUNDING;
+            off.opts.stochastic_rounding = false;
+            specs.push(off);
+            let mut pair = Pair::new(&cfg, specs, 19);
+            for id in 0..pair.specs.len() as u32 {
+                let s = pair.specs[id as usize];
+                let on =
+                    s.dtype != BNB_DTYPE_F32 && s.opts.flags & BNB_OPT_STOCHASTIC_ROUNDING == 0;
+                assert_eq!(pair.gpu.info(id).stochastic_rounding, on, "parameter {id}");
+            }
+            for _ in 0..3 {
+                pair.step(d);
+            }
+        }
+    });
+}
+
 /// Paged tensors (managed memory from 100000 elements on) next to plain ones, with and
 /// without the device's concurrent managed access (which the prefetch needs).
 #[test]

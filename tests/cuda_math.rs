@@ -225,6 +225,62 @@ fn fp16_bf16_conversions_equal_the_half_crate() {
     assert!(o.0.is_empty());
 }
 
+/// Rule 19's pieces as the kernels compile them: Philox4x32-10 and the stochastic narrowing,
+/// against src/rounding.rs (which tests/stochastic_rounding.rs checks against its reference),
+/// on the conversions' edge patterns with draws at, next to and far from each threshold.
+#[test]
+fn stochastic_rounding_equals_the_cpu_backend_bit_for_bit() {
+    use adam8bit::rounding::{bf16_stochastic, f16_stochastic, philox};
+    let mut rng = Rng(19);
+    let mut cases = Vec::new();
+    for u in conversion_inputs() {
+        // Draws around the thresholds of both formats (bf16 drops 16 bits, normal fp16 13).
+        let low16 = (u & 0xFFFF) << 16;
+        let low13 = (u & 0x1FFF) << 19;
+        for draw in [
+            0,
+            u32::MAX,
+            rng.next_u64() as u32,
+            low16,
+            low16.wrapping_sub(1),
+            low13,
+            low13.wrapping_sub(1),
+        ] {
+            let key = [rng.next_u64() as u32, rng.next_u64() as u32];
+            let ctr = [0; 4].map(|_: u32| rng.next_u64() as u32);
+            cases.push((key, ctr, u, draw));
+        }
+    }
+    let mut records = Vec::new();
+    for (key, ctr, u, draw) in &cases {
+        for w in key.iter().chain(ctr).chain([u, draw]) {
+            records.extend(w.to_le_bytes());
+        }
+    }
+    let out = run(6, cases.len(), &records);
+    let mut o = Out(&out);
+    for (key, ctr, u, draw) in cases {
+        let got = [o.u32(), o.u32(), o.u32(), o.u32()];
+        assert_eq!(
+            got,
+            philox(key, ctr),
+            "philox key {key:x?} counter {ctr:x?}"
+        );
+        let x = f32::from_bits(u);
+        assert_eq!(
+            o.u16(),
+            f16_stochastic(x, draw),
+            "fp16 {u:#010x} draw {draw:#x}"
+        );
+        assert_eq!(
+            o.u16(),
+            bf16_stochastic(x, draw),
+            "bf16 {u:#010x} draw {draw:#x}"
+        );
+    }
+    assert!(o.0.is_empty());
+}
+
 struct Elem {
     k: StepScalars,
     c1: u8,

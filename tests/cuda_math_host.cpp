@@ -92,6 +92,15 @@ int main() {
                 put(a8_quantize_unsigned(b2, a8_quotient(a < 0 ? -a : a, b, y, rcp)));
                 break;
             }
+            case 6: {  // rule 19: key, counter -> Philox4x32-10; x, draw -> fp16, bf16
+                uint32_t key[2], ctr[4], u, draw;
+                if (!(get(key) && get(ctr) && get(u) && get(draw))) return 2;
+                a8_philox(key[0], key[1], ctr);
+                for (uint32_t w : ctr) put(w);
+                put(a8_f32_to_f16_stochastic(a8_float(u), draw));
+                put(a8_f32_to_bf16_stochastic(a8_float(u), draw));
+                break;
+            }
             default:
                 return 3;
             }

@@ -28,6 +28,7 @@ pub const UNORM: u32 = 2;
 pub const SKIP_ZEROS: u32 = 4;
 pub const VECTOR: u32 = 8;
 pub const DYNAMIC: u32 = 16;
+pub const STOCHASTIC: u32 = 32;
 
 /// The maps' values and packed bucket tables, as the kernels stage them in shared memory.
 #[repr(C)]
@@ -127,6 +128,8 @@ pub struct Tensor {
     pub powers: u64,
     pub percentile: i32,
     pub max_unorm: f32,
+    pub sr_key: [u32; 2],
+    pub sr_first: u64,
 }
 
 /// One launch's work list.

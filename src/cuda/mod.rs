@@ -102,6 +102,16 @@ pub struct Job<'a> {
     pub percentile: Option<i32>,
     pub max_unorm: f64,
     pub skip_zeros: bool,
+    /// Rule 19, when it applies.
+    pub rounding: Option<StochasticRounding>,
+}
+
+/// Rule 19's draws of one parameter: their Philox key, and the full tensor's index of the
+/// parameter's element 0.
+#[derive(Debug, Clone, Copy)]
+pub struct StochasticRounding {
+    pub key: [u32; 2],
+    pub first: u64,
 }
 
 /// Loss scaling of one step (rule 18): device pointers, NULL when unused.
@@ -394,6 +404,7 @@ impl Backend {
             (j.skip_zeros && s.path == Path::Fp32, abi::SKIP_ZEROS),
             (vector, abi::VECTOR),
             (s.path == Path::Dynamic8, abi::DYNAMIC),
+            (j.rounding.is_some(), abi::STOCHASTIC),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -423,6 +434,8 @@ impl Backend {
             powers: self.powers(j.betas, j.max_t, stream)?,
             percentile: j.percentile.unwrap_or(100),
             max_unorm: j.max_unorm as f32,
+            sr_key: j.rounding.map_or([0, 0], |r| r.key),
+            sr_first: j.rounding.map_or(0, |r| r.first),
         })
     }
 
