@@ -37,3 +37,4 @@ g++ -std=c++20 -O2 -shared -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -Wall \
   -Wl,-rpath,"$torch_dir/lib" -Wl,-rpath,"$PWD/target/release"
 "$venv/bin/python" examples-c/torch/test_against_bnb.py "$out/libadam8bit_torch.so"
 "$venv/bin/python" examples-c/torch/test_grad_scaler.py "$out/libadam8bit_torch.so"
+"$venv/bin/python" examples-c/torch/test_stochastic_rounding.py "$out/libadam8bit_torch.so"

@@ -20,14 +20,21 @@ class Adam8bitLib(torch.optim.Optimizer):
     # overwrites it with the unscaled ones).
     _step_supports_amp_scaling = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, min_8bit_size=4096):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, min_8bit_size=4096,
+                 stochastic_rounding=False, seed=0):
+        """`stochastic_rounding` rounds updated bf16/fp16 parameters stochastically (DECISIONS
+        rule 19; fp32 parameters are unaffected), with draws that depend only on `seed` (an
+        unsigned 64-bit integer), the parameter, the step and the element: runs repeat exactly."""
+        if not 0 <= seed < 2**64:
+            raise ValueError("seed must be an unsigned 64-bit integer")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         if len(self.param_groups) != 1:
             raise ValueError("Adam8bitLib takes one parameter group (use lr_scale groups in the C API for more)")
         group = self.param_groups[0]
         device = group["params"][0].device
         self.handle = torch.classes.adam8bit.Optimizer(
-            lr, betas[0], betas[1], eps, weight_decay, min_8bit_size, device.type == "cuda", device.index or 0)
+            lr, betas[0], betas[1], eps, weight_decay, min_8bit_size, device.type == "cuda", device.index or 0,
+            stochastic_rounding, seed - 2**64 if seed >= 2**63 else seed)
         self.ids = [self.handle.add_param(p) for p in group["params"]]
 
     def save(self, path):

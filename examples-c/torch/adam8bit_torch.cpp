@@ -47,8 +47,10 @@ struct Optimizer : torch::CustomClassHolder {
   // tensor's buffer (the library trusts the pointer it is given for numel elements).
   std::vector<std::pair<int64_t, at::ScalarType>> shapes;
 
+  // `stochastic_rounding` and `seed`: rule 19 for bf16/fp16 parameters (the seed's 64 bits
+  // travel through TorchScript's int64).
   Optimizer(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t min_8bit_size,
-            bool cuda, int64_t device_index) {
+            bool cuda, int64_t device_index, bool stochastic_rounding, int64_t seed) {
     bnb_adam8bit_config_t cfg;
     check(bnb_adam8bit_config_default(&cfg, sizeof cfg), "config_default");
     cfg.lr = lr;
@@ -57,6 +59,8 @@ struct Optimizer : torch::CustomClassHolder {
     cfg.eps = eps;
     cfg.weight_decay = weight_decay;
     cfg.min_8bit_size = static_cast<uint64_t>(min_8bit_size);
+    cfg.stochastic_rounding = stochastic_rounding;
+    cfg.seed = static_cast<uint64_t>(seed);
     check(bnb_adam8bit_create(&cfg, cuda ? BNB_DEVICE_CUDA : BNB_DEVICE_CPU, static_cast<int32_t>(device_index),
                               &handle),
           "create");
@@ -145,6 +149,12 @@ struct Optimizer : torch::CustomClassHolder {
     return static_cast<int64_t>(info.step);
   }
 
+  bool stochastic_rounding(int64_t id) {
+    bnb_param_info_t info{};
+    check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info, sizeof info), "param_info");
+    return info.stochastic_rounding;
+  }
+
   int64_t state_bytes(int64_t id) {
     bnb_param_info_t info{};
     check(bnb_adam8bit_param_info(handle, static_cast<uint32_t>(id), &info, sizeof info), "param_info");
@@ -182,7 +192,7 @@ struct Optimizer : torch::CustomClassHolder {
 
 TORCH_LIBRARY(adam8bit, m) {
   m.class_<Optimizer>("Optimizer")
-      .def(torch::init<double, double, double, double, double, int64_t, bool, int64_t>())
+      .def(torch::init<double, double, double, double, double, int64_t, bool, int64_t, bool, int64_t>())
       .def("add_param", &Optimizer::add_param)
       .def("step", &Optimizer::step)
       .def("step_scaled", &Optimizer::step_scaled)
@@ -192,6 +202,7 @@ TORCH_LIBRARY(adam8bit, m) {
       .def("set_step", &Optimizer::set_step)
       .def("get_step", &Optimizer::get_step)
       .def("state_bytes", &Optimizer::state_bytes)
+      .def("stochastic_rounding", &Optimizer::stochastic_rounding)
       .def("read_state", &Optimizer::read_state)
       .def("write_state", &Optimizer::write_state);
 }
