@@ -5,6 +5,7 @@
  * rates per group, state read/write, step counters, and thread-count determinism.
  * Misuse (bad arguments of every class) is bad_input.c's job. */
 #include <math.h>
+#include <stddef.h>
 
 #include "testutil.h"
 
@@ -38,6 +39,7 @@ static void test_defaults(void) {
     EXPECT(c.weight_decay == 0 && c.max_unorm == 0 && c.min_8bit_size == 4096);
     EXPECT(c.optim_bits == 32 && c.percentile_clipping == 100);
     EXPECT(!c.amsgrad && c.block_wise && !c.is_paged && !c.skip_zeros);
+    EXPECT(!c.stochastic_rounding && c.seed == 0);
 
     const struct {
         bnb_preset_t p;
@@ -58,6 +60,30 @@ static void test_defaults(void) {
     bnb_param_options_t o;
     REQUIRE_OK(bnb_param_options_default(&o, sizeof o));
     EXPECT(o.struct_size == sizeof o && o.flags == 0 && o.group == 0);
+    EXPECT(!o.stochastic_rounding && o.seed == 0 && o.rounding_key == 0);
+}
+
+/* A program compiled against ABI 3.0's header passes the structs as they ended then (before
+ * `seed`): accepted, nothing past them read or written, stochastic rounding off. */
+static void test_abi_3_0_struct_sizes(void) {
+    const size_t old_config = offsetof(bnb_adam8bit_config_t, seed);
+    const size_t old_options = offsetof(bnb_param_options_t, seed);
+    bnb_adam8bit_config_t c;
+    memset(&c, 0xFF, sizeof c); /* garbage where the newer fields are */
+    REQUIRE_OK(bnb_adam8bit_config_default(&c, old_config));
+    EXPECT(c.struct_size == old_config && c.seed == UINT64_MAX);
+    bnb_adam8bit_t *h = NULL;
+    REQUIRE_OK(bnb_adam8bit_create(&c, BNB_DEVICE_CPU, 0, &h));
+    bnb_param_options_t o;
+    memset(&o, 0xFF, sizeof o);
+    REQUIRE_OK(bnb_param_options_default(&o, old_options));
+    EXPECT(o.struct_size == old_options && o.rounding_key == UINT64_MAX);
+    uint32_t id = 7;
+    REQUIRE_OK(bnb_adam8bit_add_param_ex(h, 5000, BNB_DTYPE_BF16, &o, &id));
+    bnb_param_info_t info;
+    REQUIRE_OK(bnb_adam8bit_param_info(h, id, &info, sizeof info));
+    EXPECT(id == 0 && !info.stochastic_rounding && info.path == BNB_PATH_BLOCKWISE8);
+    bnb_adam8bit_destroy(h);
 }
 
 /* Registration on every path, exact state sizes and param_info. */
@@ -321,6 +347,7 @@ static void test_many_groups_threads(void) {
 int main(void) {
     test_versions();
     test_defaults();
+    test_abi_3_0_struct_sizes();
     test_params_and_sizes();
     test_first_step();
     test_many_groups_threads();

@@ -294,6 +294,21 @@ int main(int argc, char **argv) {
             expect(e.status() == BNB_ERR_INVALID_ARGUMENT, "codes as f32 -> INVALID");
         }
         expect(other.read_state_f32(codes_id, BNB_ABSMAX1).size() == 32, "absmax as f32");
+        // Rule 19 through the wrapper: bf16 weights rounded stochastically repeat exactly for
+        // one seed and key, and the key set here is the one reported.
+        auto rounded = [](std::uint64_t seed) {
+            adam8bit::Optimizer sr(adam8bit::Config().lr(1e-3).stochastic_rounding(true).seed(seed));
+            const std::uint32_t id =
+                sr.add_param(4096, BNB_DTYPE_BF16, adam8bit::ParamOptions().rounding_key(42));
+            expect(sr.info(id).stochastic_rounding && sr.info(id).rounding_key == 42,
+                   "stochastic rounding and the key reported");
+            std::vector<std::uint16_t> w(4096, 0x3F80), gw(4096, 0x3F00);  // 1.0 and 0.5
+            for (int s = 0; s < 3; ++s) sr.step(id, w, gw, BNB_DTYPE_BF16);
+            return w;
+        };
+        const std::vector<std::uint16_t> a = rounded(1), b = rounded(1), c = rounded(2);
+        expect(a == b && a != c, "stochastic rounding repeats for a seed, differs for another");
+        expect(a != std::vector<std::uint16_t>(4096, 0x3F80), "sub-ulp updates move some weights");
         std::remove(optim_path.c_str());
         std::remove(model_path.c_str());
         std::printf("final loss %.6f (from %.6f); resumed runs equal the uninterrupted run bit "

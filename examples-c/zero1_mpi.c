@@ -19,7 +19,12 @@
  * associative); a real trainer that needs bit-exact runs fixes the order (e.g. a gather and a
  * sum in rank order).
  *
- * Usage: mpirun -np 2 zero1_mpi CHECKPOINT_PREFIX
+ * With --bf16-stochastic the parameters (and the gradients handed to the step) are bf16 and
+ * rounded stochastically (DECISIONS rule 19): the draws depend on the element's index in the
+ * full tensor, not in the shard, and every rank derives the same default key for a tensor,
+ * so the sharded run still equals the single-process one bit for bit.
+ *
+ * Usage: mpirun -np 2 zero1_mpi CHECKPOINT_PREFIX [--bf16-stochastic]
  */
 #include <math.h>
 #include <mpi.h>
@@ -35,6 +40,9 @@ enum { TENSORS = 3, STEPS = 30 };
 static const uint64_t NUMEL[TENSORS] = {16384, 1000, 5000};
 
 static int rank, world;
+/* The parameters' element type (fp32, or bf16 with --bf16-stochastic) and its size. */
+static bnb_dtype_t dtype = BNB_DTYPE_F32;
+static size_t esz = 4;
 
 #define CHECK(call)                                                                          \
     do {                                                                                     \
@@ -64,12 +72,39 @@ static float unit(uint64_t seed, uint64_t i) {
     return (float)((z ^ (z >> 31)) >> 40) / 16777216.0f;
 }
 
+static float bf16_to_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* To nearest, ties to even (the gradients here are finite). */
+static uint16_t float_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* Element i of a parameter buffer of the run's dtype, as a float. */
+static float elem(const void *buf, uint64_t i) {
+    if (dtype == BNB_DTYPE_F32) return ((const float *)buf)[i];
+    return bf16_to_float(((const uint16_t *)buf)[i]);
+}
+
+static void set_elem(void *buf, uint64_t i, float x) {
+    if (dtype == BNB_DTYPE_F32)
+        ((float *)buf)[i] = x;
+    else
+        ((uint16_t *)buf)[i] = float_to_bf16(x);
+}
+
 /* Rank r's loss at step s is 0.5 * sum_i a_i (p_i - t_i)^2 with its own data weights a_i: a
  * weighted least-squares fit to a fixed target t. Its gradient is a_i (p_i - t_i). */
-static void local_grad(int r, int s, int t, const float *p, float *g, double *loss) {
+static void local_grad(int r, int s, int t, const void *p, float *g, double *loss) {
     for (uint64_t i = 0; i < NUMEL[t]; i++) {
         float a = unit((uint64_t)(1000 * r + s) * 7 + (uint64_t)t, i) * 2.0f;
-        float d = p[i] - (unit(99 + (uint64_t)t, i) - 0.5f);
+        float d = elem(p, i) - (unit(99 + (uint64_t)t, i) - 0.5f);
         g[i] = a * d;
         *loss += 0.5 * a * d * d;
     }
@@ -109,7 +144,13 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    ASSERT(argc == 2, "usage: mpirun -np 2 %s CHECKPOINT_PREFIX", argv[0]);
+    int stochastic = argc == 3 && strcmp(argv[2], "--bf16-stochastic") == 0;
+    ASSERT(argc == 2 || stochastic, "usage: mpirun -np 2 %s CHECKPOINT_PREFIX [--bf16-stochastic]",
+           argv[0]);
+    if (stochastic) {
+        dtype = BNB_DTYPE_BF16;
+        esz = 2;
+    }
     ASSERT(world == 2, "run with 2 ranks (got %d); see the comment on exactness", world);
     /* The library's CPU workers would compete with the other rank for the same cores. */
     CHECK(bnb_set_num_threads(1));
@@ -117,22 +158,28 @@ int main(int argc, char **argv) {
     bnb_adam8bit_config_t cfg;
     CHECK(bnb_adam8bit_config_default(&cfg, sizeof cfg));
     cfg.lr = 1e-2;
+    cfg.stochastic_rounding = stochastic;
+    cfg.seed = 20261203;
     bnb_adam8bit_t *shard_opt = NULL, *full_opt = NULL;
     CHECK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &shard_opt));
 
-    float *p[TENSORS], *g[TENSORS], *ref_p[TENSORS] = {0}, *tmp = xmalloc(NUMEL[0] * 4);
+    /* p: parameters (dtype); g: gradients, reduced in fp32; gx: g in the step's dtype. */
+    unsigned char *p[TENSORS], *gx[TENSORS], *ref_p[TENSORS] = {0}, *tmp = xmalloc(NUMEL[0] * 4);
+    float *g[TENSORS];
+    uint64_t key[TENSORS] = {0};
     uint64_t off[TENSORS][2], len[TENSORS][2];
     uint32_t shard_id[TENSORS];
     int counts[TENSORS][2], displs[TENSORS][2];
     size_t my_state = 0;
     for (int t = 0; t < TENSORS; t++) {
-        p[t] = xmalloc(NUMEL[t] * 4);
+        p[t] = xmalloc(NUMEL[t] * esz);
+        gx[t] = xmalloc(NUMEL[t] * esz);
         g[t] = xmalloc(NUMEL[t] * 4);
-        for (uint64_t i = 0; i < NUMEL[t]; i++) p[t][i] = unit(7 + (uint64_t)t, i) - 0.5f;
+        for (uint64_t i = 0; i < NUMEL[t]; i++) set_elem(p[t], i, unit(7 + (uint64_t)t, i) - 0.5f);
         for (int r = 0; r < world; r++) {
             CHECK(bnb_shard_range(NUMEL[t], (uint32_t)r, (uint32_t)world, &off[t][r], &len[t][r]));
-            counts[t][r] = (int)len[t][r];
-            displs[t][r] = (int)off[t][r];
+            counts[t][r] = (int)(len[t][r] * esz); /* the gathers move bytes */
+            displs[t][r] = (int)(off[t][r] * esz);
         }
         ASSERT(len[t][0] + len[t][1] == NUMEL[t] && off[t][0] == 0 && off[t][1] == len[t][0],
                "shards of tensor %d do not tile it", t);
@@ -142,14 +189,15 @@ int main(int argc, char **argv) {
             o.flags = BNB_OPT_SHARD;
             o.shard_full_numel = NUMEL[t];
             o.shard_offset = off[t][rank];
-            CHECK(bnb_adam8bit_add_param_ex(shard_opt, len[t][rank], BNB_DTYPE_F32, &o,
-                                            &shard_id[t]));
+            CHECK(bnb_adam8bit_add_param_ex(shard_opt, len[t][rank], dtype, &o, &shard_id[t]));
             bnb_param_info_t info;
             CHECK(bnb_adam8bit_param_info(shard_opt, shard_id[t], &info, sizeof info));
             /* The path follows the full tensor's size, so both ranks agree on it. */
             ASSERT(info.path == (NUMEL[t] < cfg.min_8bit_size ? BNB_PATH_FP32
                                                               : BNB_PATH_BLOCKWISE8),
                    "tensor %d shard got path %d", t, (int)info.path);
+            ASSERT(info.stochastic_rounding == stochastic, "tensor %d: stochastic rounding", t);
+            key[t] = info.rounding_key;
             my_state += info.state_bytes;
         }
     }
@@ -157,11 +205,21 @@ int main(int argc, char **argv) {
         CHECK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &full_opt));
         for (int t = 0; t < TENSORS; t++) {
             uint32_t id;
-            CHECK(bnb_adam8bit_add_param(full_opt, NUMEL[t], BNB_DTYPE_F32, &id));
-            ref_p[t] = xmalloc(NUMEL[t] * 4);
-            memcpy(ref_p[t], p[t], NUMEL[t] * 4);
+            CHECK(bnb_adam8bit_add_param(full_opt, NUMEL[t], dtype, &id));
+            ref_p[t] = xmalloc(NUMEL[t] * esz);
+            memcpy(ref_p[t], p[t], NUMEL[t] * esz);
         }
     }
+    /* Rule 19's default key of a tensor is the same on every rank and in one process. */
+    uint64_t keys[2][TENSORS];
+    MPI_Gather(key, TENSORS, MPI_UINT64_T, keys, TENSORS, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    if (rank == 0)
+        for (uint32_t t = 0; t < TENSORS; t++) {
+            bnb_param_info_t info;
+            CHECK(bnb_adam8bit_param_info(full_opt, t, &info, sizeof info));
+            ASSERT(keys[0][t] == info.rounding_key && keys[1][t] == info.rounding_key,
+                   "tensor %u: the ranks' rounding keys differ from the single process's", t);
+        }
 
     double first_loss = 0, loss = 0;
     for (int s = 0; s <= STEPS; s++) {
@@ -176,29 +234,32 @@ int main(int argc, char **argv) {
         /* 1. all-reduce: the mean gradient over the two ranks' data */
         for (int t = 0; t < TENSORS; t++) {
             MPI_Allreduce(MPI_IN_PLACE, g[t], (int)NUMEL[t], MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-            for (uint64_t i = 0; i < NUMEL[t]; i++) g[t][i] *= 0.5f; /* exact */
+            for (uint64_t i = 0; i < NUMEL[t]; i++) {
+                g[t][i] *= 0.5f; /* exact */
+                set_elem(gx[t], i, g[t][i]);
+            }
         }
         /* 2. step this rank's shards in one call */
         bnb_step_item_t items[TENSORS];
         size_t n = 0;
         for (int t = 0; t < TENSORS; t++)
             if (len[t][rank] > 0)
-                items[n++] = (bnb_step_item_t){shard_id[t], p[t] + off[t][rank],
-                                               g[t] + off[t][rank]};
+                items[n++] = (bnb_step_item_t){shard_id[t], p[t] + off[t][rank] * esz,
+                                               gx[t] + off[t][rank] * esz};
         CHECK(bnb_adam8bit_step_many(shard_opt, items, n, NULL));
         /* 3. all-gather the updated slices */
         for (int t = 0; t < TENSORS; t++) {
-            memcpy(tmp, p[t] + off[t][rank], len[t][rank] * 4);
-            MPI_Allgatherv(tmp, counts[t][rank], MPI_FLOAT, p[t], counts[t], displs[t],
-                           MPI_FLOAT, MPI_COMM_WORLD);
+            memcpy(tmp, p[t] + off[t][rank] * esz, len[t][rank] * esz);
+            MPI_Allgatherv(tmp, counts[t][rank], MPI_BYTE, p[t], counts[t], displs[t], MPI_BYTE,
+                           MPI_COMM_WORLD);
         }
         /* the reference steps whole tensors with the same reduced gradient */
         if (rank == 0) {
             bnb_step_item_t all[TENSORS];
-            for (int t = 0; t < TENSORS; t++) all[t] = (bnb_step_item_t){(uint32_t)t, ref_p[t], g[t]};
+            for (int t = 0; t < TENSORS; t++) all[t] = (bnb_step_item_t){(uint32_t)t, ref_p[t], gx[t]};
             CHECK(bnb_adam8bit_step_many(full_opt, all, TENSORS, NULL));
             for (int t = 0; t < TENSORS; t++)
-                ASSERT(memcmp(ref_p[t], p[t], NUMEL[t] * 4) == 0,
+                ASSERT(memcmp(ref_p[t], p[t], NUMEL[t] * esz) == 0,
                        "step %d: tensor %d differs from the single-process run", s + 1, t);
         }
     }
@@ -223,7 +284,7 @@ int main(int argc, char **argv) {
         CHECK(bnb_adam8bit_create(&cfg, BNB_DEVICE_CPU, 0, &loaded));
         for (int t = 0; t < TENSORS; t++) {
             uint32_t id;
-            CHECK(bnb_adam8bit_add_param(loaded, NUMEL[t], BNB_DTYPE_F32, &id));
+            CHECK(bnb_adam8bit_add_param(loaded, NUMEL[t], dtype, &id));
         }
         CHECK(bnb_adam8bit_load(loaded, merged));
         size_t la, lb;
@@ -234,20 +295,21 @@ int main(int argc, char **argv) {
         free(b);
 
         /* One more step from the merged checkpoint equals one more step of the reference. */
-        float *q[TENSORS];
+        unsigned char *q[TENSORS];
         bnb_step_item_t ia[TENSORS], ib[TENSORS];
         for (int t = 0; t < TENSORS; t++) {
             double unused = 0;
-            q[t] = xmalloc(NUMEL[t] * 4);
-            memcpy(q[t], ref_p[t], NUMEL[t] * 4);
+            q[t] = xmalloc(NUMEL[t] * esz);
+            memcpy(q[t], ref_p[t], NUMEL[t] * esz);
             local_grad(0, STEPS, t, ref_p[t], g[t], &unused);
-            ia[t] = (bnb_step_item_t){(uint32_t)t, ref_p[t], g[t]};
-            ib[t] = (bnb_step_item_t){(uint32_t)t, q[t], g[t]};
+            for (uint64_t i = 0; i < NUMEL[t]; i++) set_elem(gx[t], i, g[t][i]);
+            ia[t] = (bnb_step_item_t){(uint32_t)t, ref_p[t], gx[t]};
+            ib[t] = (bnb_step_item_t){(uint32_t)t, q[t], gx[t]};
         }
         CHECK(bnb_adam8bit_step_many(full_opt, ia, TENSORS, NULL));
         CHECK(bnb_adam8bit_step_many(loaded, ib, TENSORS, NULL));
         for (int t = 0; t < TENSORS; t++) {
-            ASSERT(memcmp(q[t], ref_p[t], NUMEL[t] * 4) == 0,
+            ASSERT(memcmp(q[t], ref_p[t], NUMEL[t] * esz) == 0,
                    "a step after loading the merged checkpoint differs (tensor %d)", t);
             free(q[t]);
         }
@@ -261,8 +323,9 @@ int main(int argc, char **argv) {
         printf("optimizer state: %llu bytes on rank 0, %llu on both ranks together, %llu in "
                "one process\n", (unsigned long long)my_state, state_sum,
                (unsigned long long)full_state);
-        printf("zero1_mpi: %d steps on %d ranks equal the single-process run bit for bit; the "
-               "merged checkpoint loads and continues identically: OK\n", STEPS, world);
+        printf("zero1_mpi (%s): %d steps on %d ranks equal the single-process run bit for bit; "
+               "the merged checkpoint loads and continues identically: OK\n",
+               stochastic ? "bf16, stochastic rounding" : "fp32", STEPS, world);
         bnb_adam8bit_destroy(loaded);
         bnb_adam8bit_destroy(full_opt);
         for (int t = 0; t < TENSORS; t++) free(ref_p[t]);
@@ -273,6 +336,7 @@ int main(int argc, char **argv) {
     for (int t = 0; t < TENSORS; t++) {
         free(p[t]);
         free(g[t]);
+        free(gx[t]);
     }
     free(tmp);
     bnb_adam8bit_destroy(shard_opt);

@@ -84,6 +84,9 @@ public:
     Config &block_wise(bool v) { return c_.block_wise = v, *this; }
     Config &is_paged(bool v) { return c_.is_paged = v, *this; }
     Config &skip_zeros(bool v) { return c_.skip_zeros = v, *this; }
+    // Rule 19: bf16/fp16 parameters round stochastically, with draws keyed by `seed`.
+    Config &stochastic_rounding(bool v) { return c_.stochastic_rounding = v, *this; }
+    Config &seed(std::uint64_t v) { return c_.seed = v, *this; }
     // Direct access for the fields without a setter (and for reading).
     bnb_adam8bit_config_t &c() noexcept { return c_; }
     const bnb_adam8bit_config_t &c() const noexcept { return c_; }
@@ -114,6 +117,14 @@ public:
     ParamOptions &shard(std::uint64_t full_numel, std::uint64_t offset) {
         return set(BNB_OPT_SHARD), o_.shard_full_numel = full_numel, o_.shard_offset = offset,
                *this;
+    }
+    ParamOptions &stochastic_rounding(bool v) {
+        return set(BNB_OPT_STOCHASTIC_ROUNDING), o_.stochastic_rounding = v, *this;
+    }
+    ParamOptions &seed(std::uint64_t v) { return set(BNB_OPT_SEED), o_.seed = v, *this; }
+    // This parameter's key in rule 19's draws, instead of the one derived from its size.
+    ParamOptions &rounding_key(std::uint64_t v) {
+        return set(BNB_OPT_ROUNDING_KEY), o_.rounding_key = v, *this;
     }
     const bnb_param_options_t &c() const noexcept { return o_; }
 

@@ -111,16 +111,40 @@ impl Stream {
         self.quad(e >> 2)[(e & 3) as usize]
     }
 
-    /// The draws of elements `i .. i + out.len()` of the slice, where `first + i` is a multiple
-    /// of 4 (one Philox call per four elements).
+    /// The draws of elements `i .. i + 4Q` of the slice (in the first `4Q` entries), where
+    /// `first + i` is a multiple of 4: `Q` Philox calls, computed side by side (word by word
+    /// across the calls) so that the compiler turns each round into a few vector multiplies.
     #[inline(always)]
-    pub fn fill(&self, i: usize, out: &mut [u32]) {
+    pub fn fill<const Q: usize>(&self, i: usize) -> [u32; 16] {
         let e = self.first + i as u64;
-        debug_assert!(e.is_multiple_of(4));
-        for (q, chunk) in out.chunks_mut(4).enumerate() {
-            let w = self.quad((e >> 2) + q as u64);
-            chunk.copy_from_slice(&w[..chunk.len()]);
+        debug_assert!(e.is_multiple_of(4) && Q <= 4);
+        let [t0, t1] = split(self.step);
+        let quads: [[u32; 2]; Q] = std::array::from_fn(|q| split((e >> 2) + q as u64));
+        let mut c: [[u32; Q]; 4] = [quads.map(|j| j[0]), quads.map(|j| j[1]), [t0; Q], [t1; Q]];
+        let [mut k0, mut k1] = self.key;
+        for round in 0..10 {
+            if round > 0 {
+                k0 = k0.wrapping_add(W0);
+                k1 = k1.wrapping_add(W1);
+            }
+            let mut next = [[0u32; Q]; 4];
+            for q in 0..Q {
+                let p0 = M0 * c[0][q] as u64;
+                let p1 = M1 * c[2][q] as u64;
+                next[0][q] = (p1 >> 32) as u32 ^ c[1][q] ^ k0;
+                next[1][q] = p1 as u32;
+                next[2][q] = (p0 >> 32) as u32 ^ c[3][q] ^ k1;
+                next[3][q] = p0 as u32;
+            }
+            c = next;
         }
+        let mut out = [0u32; 16];
+        for q in 0..Q {
+            for w in 0..4 {
+                out[4 * q + w] = c[w][q];
+            }
+        }
+        out
     }
 }
 
@@ -152,56 +176,57 @@ impl Rounding {
     }
 }
 
-/// `x` rounded to the 16-bit format whose values are the f32 values with the low `shift`
-/// significand bits clear, from the truncated magnitude `kept` (the format's bits without the
-/// sign) and the dropped bits `rest`: away from zero when `draw < rest / 2^shift * 2^32`,
-/// floored for `shift > 32`. `nearest` is the round-to-nearest result, which an overflow to
-/// infinity falls back to (so a value that rounds to a finite one never becomes infinite).
+/// The magnitude bits of `x` rounded to the 16-bit format whose values are the f32 values with
+/// the low `shift` significand bits clear, from the truncated magnitude `kept` (the format's
+/// bits without the sign) and the dropped bits `rest`: away from zero when
+/// `draw < rest / 2^shift * 2^32`, floored for `shift > 32`. At or above the format's infinity
+/// the caller rounds to nearest instead (so a value that rounds to a finite one never becomes
+/// infinite).
 #[inline(always)]
-fn away_if(sign: u16, kept: u32, rest: u32, shift: u32, draw: u32, inf: u32, nearest: u16) -> u16 {
+fn away_if(kept: u32, rest: u32, shift: u32, draw: u32) -> u32 {
     let threshold = if shift <= 32 {
         ((rest as u64) << (32 - shift)) as u32
     } else {
         (rest as u64).checked_shr(shift - 32).unwrap_or(0) as u32
     };
-    let bits = kept + (draw < threshold) as u32;
-    if bits >= inf {
-        nearest
-    } else {
-        sign | bits as u16
-    }
+    kept + (draw < threshold) as u32
 }
+
+const BF16_INF: u32 = 0x7F80;
+const F16_INF: u32 = 0x7C00;
 
 /// bf16: the f32's low 16 bits are dropped (bf16 has f32's exponent range, subnormals
 /// included, so the same cut holds everywhere).
+#[inline(always)]
 pub fn bf16_stochastic(x: f32, draw: u32) -> u16 {
-    let nearest = half::bf16::from_f32(x).to_bits();
     let u = x.to_bits();
-    if !x.is_finite() {
-        return nearest;
-    }
-    let sign = ((u >> 16) & 0x8000) as u16;
     let mag = u & 0x7FFF_FFFF;
-    away_if(sign, mag >> 16, mag & 0xFFFF, 16, draw, 0x7F80, nearest)
+    let bits = away_if(mag >> 16, mag & 0xFFFF, 16, draw);
+    // NaN and infinities have all exponent bits set, so they land here too.
+    if bits >= BF16_INF {
+        return half::bf16::from_f32(x).to_bits();
+    }
+    ((u >> 16) & 0x8000) as u16 | bits as u16
 }
 
 /// fp16: 13 dropped significand bits for normal halves; below 2^-14 the grid is 2^-24, so more.
+#[inline(always)]
 pub fn f16_stochastic(x: f32, draw: u32) -> u16 {
-    let nearest = half::f16::from_f32(x).to_bits();
     let u = x.to_bits();
-    if !x.is_finite() {
-        return nearest;
-    }
     let sign = ((u >> 16) & 0x8000) as u16;
     let exp = (u >> 23) & 0xFF;
     let man = u & 0x7F_FFFF;
     if exp >= 113 {
-        // |x| >= 2^-14. From 2^16 on even the truncation is infinite: nearest overflows too.
+        // |x| >= 2^-14. From 2^16 on (NaN and infinities included) even the truncation is
+        // infinite: nearest overflows too.
         if exp >= 143 {
-            return nearest;
+            return half::f16::from_f32(x).to_bits();
         }
-        let kept = ((exp - 112) << 10) | (man >> 13);
-        return away_if(sign, kept, man & 0x1FFF, 13, draw, 0x7C00, nearest);
+        let bits = away_if(((exp - 112) << 10) | (man >> 13), man & 0x1FFF, 13, draw);
+        if bits >= F16_INF {
+            return half::f16::from_f32(x).to_bits();
+        }
+        return sign | bits as u16;
     }
     // A multiple of 2^-24: the significand (hidden bit included) shifted right.
     let (sig, e) = if exp == 0 {
@@ -215,7 +240,8 @@ pub fn f16_stochastic(x: f32, draw: u32) -> u16 {
     } else {
         (sig >> shift, sig & ((1u32 << shift) - 1))
     };
-    away_if(sign, kept, rest, shift, draw, 0x7C00, nearest)
+    // At most 2^-14: never past fp16's largest finite value.
+    sign | away_if(kept, rest, shift, draw) as u16
 }
 
 #[cfg(test)]
@@ -256,8 +282,7 @@ mod tests {
     fn draws_depend_on_the_full_tensor_index_only() {
         let full = Stream::new(3, 4, 5, 0);
         let shard = Stream::new(3, 4, 5, 512);
-        let mut filled = [0u32; 24];
-        shard.fill(8, &mut filled);
+        let filled = shard.fill::<4>(8);
         for (i, &d) in filled.iter().enumerate() {
             assert_eq!(d, shard.draw(8 + i));
             assert_eq!(d, full.draw(520 + i));

@@ -859,3 +859,61 @@ fn percentile_clipping_clips_a_spike_after_the_history_wrapped() {
         }
     }
 }
+
+/// Callers compiled against ABI 3.0's headers pass the structs as they were then: the config
+/// ended before `seed` (80 bytes), the parameter options before `seed` (88 bytes). Those sizes
+/// are accepted, nothing past them is read or written, and the fields they lack mean "off".
+#[test]
+fn abi_3_0_struct_sizes_are_accepted_with_the_newer_fields_off() {
+    const OLD_CONFIG: usize = 80;
+    const OLD_OPTIONS: usize = 88;
+    assert_eq!(
+        std::mem::offset_of!(bnb_adam8bit_config_t, seed),
+        OLD_CONFIG
+    );
+    assert_eq!(std::mem::offset_of!(bnb_param_options_t, seed), OLD_OPTIONS);
+
+    // _default fills only the caller's bytes.
+    let mut raw = [0xFFu8; SIZE];
+    ok(unsafe { bnb_adam8bit_config_default(raw.as_mut_ptr().cast(), OLD_CONFIG) });
+    assert_eq!(
+        u64::from_ne_bytes(raw[..8].try_into().unwrap()),
+        OLD_CONFIG as u64
+    );
+    assert!(raw[OLD_CONFIG..].iter().all(|&b| b == 0xFF));
+    // The bytes past the old size would turn stochastic rounding on and be rejected as
+    // invalid booleans if they were read.
+    let mut h: *mut bnb_adam8bit_t = null_mut();
+    ok(unsafe { bnb_adam8bit_create(raw.as_ptr().cast(), BNB_DEVICE_CPU, 0, &mut h) });
+    let h = Handle(h);
+    let got = {
+        let mut c = config_default();
+        ok(unsafe { bnb_adam8bit_get_config(h.0, &mut c, SIZE) });
+        c
+    };
+    assert!(!got.stochastic_rounding && got.seed == 0);
+
+    let opts_size = std::mem::size_of::<bnb_param_options_t>();
+    let mut raw = vec![0xFFu8; opts_size];
+    ok(unsafe { bnb_param_options_default(raw.as_mut_ptr().cast(), OLD_OPTIONS) });
+    assert!(raw[OLD_OPTIONS..].iter().all(|&b| b == 0xFF));
+    let mut id = u32::MAX;
+    let add = |raw: &[u8], id: &mut u32| unsafe {
+        bnb_adam8bit_add_param_ex(h.0, 5000, BNB_DTYPE_BF16, raw.as_ptr().cast(), id)
+    };
+    ok(add(&raw, &mut id));
+    let info = h.info(id);
+    assert!(
+        !info.stochastic_rounding,
+        "an ABI 3.0 caller's parameter rounds to nearest"
+    );
+    assert_eq!(info.rounding_key, adam8bit::rounding::default_key(5000, 0));
+
+    // A size that is neither an earlier version's nor this one's is a caller's bug.
+    for size in [OLD_OPTIONS + 8, opts_size - 1] {
+        raw[..8].copy_from_slice(&(size as u64).to_ne_bytes());
+        expect(add(&raw, &mut id), BNB_ERR_INVALID_ARGUMENT);
+        assert!(message().contains("struct_size"), "{}", message());
+    }
+    assert_eq!(h.num_params(), 1);
+}

@@ -656,3 +656,111 @@ fn non_blockwise_clipping_and_unorm_round_trip() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn fixture_v2() -> std::path::PathBuf {
+    data_dir().join("checkpoints/v2.safetensors")
+}
+
+/// The handle of the version-2 fixture: stochastic rounding on (seed 0xDEC0DE), a bf16
+/// parameter with the default key, an fp16 one with its own seed and key, a bf16 one with
+/// rounding turned off. With `steps`, stepped that often from seeded parameters; returns the
+/// handle and the parameters.
+fn rounding_handle(steps: usize) -> (Handle, Vec<Vec<u8>>) {
+    let mut cfg = config_default();
+    cfg.stochastic_rounding = true;
+    cfg.seed = 0xDEC0DE;
+    let h = Handle::new(&cfg);
+    let specs: [(u64, bnb_dtype_t); 3] = [
+        (5000, BNB_DTYPE_BF16),
+        (300, BNB_DTYPE_F16),
+        (4096, BNB_DTYPE_BF16),
+    ];
+    for (i, &(n, dt)) in specs.iter().enumerate() {
+        let mut o = param_options_default();
+        match i {
+            1 => {
+                o.flags = BNB_OPT_SEED | BNB_OPT_ROUNDING_KEY;
+                o.seed = 5;
+                o.rounding_key = 77;
+            }
+            2 => o.flags = BNB_OPT_STOCHASTIC_ROUNDING,
+            _ => {}
+        }
+        h.add_ex(n, dt, &o);
+    }
+    let mut rng = Rng(19);
+    let mut params: Vec<Vec<u8>> = specs
+        .iter()
+        .map(|&(n, dt)| random_elems(&mut rng, n as usize, dt, 1.0))
+        .collect();
+    for _ in 0..steps {
+        for (id, &(n, dt)) in specs.iter().enumerate() {
+            let g = random_elems(&mut rng, n as usize, dt, 0.1);
+            h.step(id as u32, &mut params[id], &g);
+        }
+    }
+    (h, params)
+}
+
+/// Every later library must keep loading this file (format version 2: rule 19's settings)
+/// with exactly these contents, and the step after it must draw exactly as it did when the
+/// file was made (so the draws' definition cannot drift). `BNB_BLESS_CHECKPOINTS=1` rewrites
+/// it, like the version-1 file.
+#[test]
+fn format_version_2_fixture_loads_exactly_and_continues_the_same_draws() {
+    if std::env::var_os("BNB_BLESS_CHECKPOINTS").is_some() {
+        ok(rounding_handle(3).0.save(&fixture_v2()));
+    }
+    let bytes = std::fs::read(fixture_v2()).unwrap();
+    let meta = metadata(&bytes);
+    assert_eq!(meta["format_version"], "2");
+    let config: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+    assert_eq!(
+        (&config["stochastic_rounding"], &config["seed"]),
+        (&serde_json::json!(true), &serde_json::json!(0xDEC0DE))
+    );
+    let params: serde_json::Value = serde_json::from_str(&meta["params"]).unwrap();
+    let default_key = adam8bit::rounding::default_key(5000, 0);
+    assert_eq!(params[0]["key"], serde_json::json!(default_key));
+    assert_eq!(params[1]["rounding_key"], serde_json::json!(77));
+    assert_eq!(params[1]["seed"], serde_json::json!(5));
+    assert_eq!(params[2]["stochastic_rounding"], serde_json::json!(false));
+
+    let (h, mut p) = rounding_handle(3);
+    let loaded = rounding_handle(0).0;
+    ok(loaded.load(&fixture_v2()));
+    assert!(
+        loaded.snapshot() == h.snapshot(),
+        "the fixture holds the run's state"
+    );
+    let keys: Vec<(bool, u64)> = (0..3)
+        .map(|id| {
+            let i = loaded.info(id);
+            (i.stochastic_rounding, i.rounding_key)
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (true, default_key),
+            (true, 77),
+            (false, adam8bit::rounding::default_key(4096, 0))
+        ]
+    );
+    // One more step of the loaded handle, from the run's parameters: pinned bits.
+    let mut rng = Rng(2026);
+    let mut digest = Vec::new();
+    for (id, p) in p.iter_mut().enumerate() {
+        let g = random_elems(&mut rng, p.len() / 2, loaded.info(id as u32).dtype, 0.1);
+        loaded.step(id as u32, p, &g);
+        digest.push(fnv(p));
+    }
+    assert_eq!(
+        digest,
+        [
+            14732920665513588328,
+            16260123076271394188,
+            16667032783293928186
+        ]
+    );
+}

@@ -140,13 +140,19 @@ unsafe fn store_stochastic<S: Lanes, P: VecElement>(
     take: S::M,
 ) {
     const MAX_LANES: usize = 16;
-    let (mut x, mut taken, mut draws) = ([0f32; MAX_LANES], [0f32; MAX_LANES], [0u32; MAX_LANES]);
+    let (mut x, mut taken) = ([0f32; MAX_LANES], [0f32; MAX_LANES]);
     S::store(x.as_mut_ptr(), new);
     S::store(
         taken.as_mut_ptr(),
         S::select(take, S::splat(1.0), S::splat(0.0)),
     );
-    stream.fill(i, &mut draws[..S::N]);
+    // S::N is a constant of the level: one branch survives.
+    let draws = match S::N {
+        16 => stream.fill::<4>(i),
+        8 => stream.fill::<2>(i),
+        _ => stream.fill::<1>(i),
+    };
+    debug_assert!(S::N <= 16);
     for l in 0..S::N {
         if taken[l] != 0.0 {
             *p.add(l) = P::narrow_stochastic(x[l], draws[l]);
