@@ -6,7 +6,7 @@
 # UBSan build of the emulator and once under valgrind, the GPU check end to end on the
 # emulator, the NEON kernels cross-built for AArch64 under qemu-user, the C/C++ programs under
 # ctest (plain and under valgrind, MPI included), the install + find_package/pkg-config
-# consumers, and the LibTorch extension against bitsandbytes.
+# consumers, the LibTorch extension against bitsandbytes, and the transformer demo shortened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,3 +65,6 @@ LD_LIBRARY_PATH="$ADAM8BIT_CUEMU" CUEMU_SM_COUNT=3 target/release/adam8bit-gpu-c
 
 step "LibTorch extension against bitsandbytes (CPU)"
 scripts/test-torch.sh
+
+step "the transformer demo, shortened (2 seeds of 100 steps)"
+scripts/demo-transformer.sh --short
