@@ -255,7 +255,9 @@ __device__ __forceinline__ unsigned long long a8_t(const a8_tensor &T) {
 // rest, and the device-computed percentile scale.
 __device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T, unsigned long long t) {
     a8_scalars k = T.k;
-    const double bc1 = 1.0 - T.powers[2 * t], bc2 = 1.0 - T.powers[2 * t + 1];
+    // Past the table's end both 1 - beta^t round to 1, as at its last entry.
+    const unsigned long long at = t < T.powers_last ? t : T.powers_last;
+    const double bc1 = 1.0 - T.powers[2 * at], bc2 = 1.0 - T.powers[2 * at + 1];
     const double c2 = sqrt(bc2);
     k.step_size = (float)(-T.lr * c2 / bc1);
     k.eps_c2 = (float)(T.eps * c2);

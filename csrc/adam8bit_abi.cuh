@@ -55,9 +55,10 @@ struct a8_tensor {
     unsigned long long first_chunk;  // prefix of finalize chunks over the launch's tensors
     a8_scalars k;
     uint32_t dtype, flags;
+    uint32_t powers_last;            // the power table's last index; later steps read it
     unsigned long long call;         // the host's number of this step call (its slot parity)
     double lr, eps;                  // rule 2's inputs the device scalars are made from
-    const double *powers;            // beta1^t, beta2^t for t = 0, 1, ... (the host's pow)
+    const double *powers;            // beta1^t, beta2^t for t = 0 .. powers_last (the host's pow)
     int32_t percentile;
     float max_unorm;
     uint32_t sr_key[2];              // rule 19: the Philox key of this parameter's draws

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::config::{check_lr, Config, Hyper, ParamOverrides, Path, Shard, BLOCKSIZE};
 use crate::cpu;
 use crate::cuda;
+use crate::cuda::driver::partly_written;
 use crate::dtype::Dtype;
 use crate::error::{invalid, Error, Result};
 use crate::rounding::{default_key, stream_key, Rounding, Stream};
@@ -425,8 +426,9 @@ impl Optimizer {
                 Storage::Device(d) => d.write(kind, src),
                 Storage::Host(_) => Err(Error::Panic("a CUDA handle holds host state".into())),
             });
-        // The copy from pageable host memory may still be in flight; the next step waits for it.
-        let done = written.and_then(|()| backend.note_writes());
+        // The copy from pageable host memory may still be in flight; the next step waits for it,
+        // unless that wait could not be recorded.
+        let done = written.and_then(|()| backend.note_writes().map_err(partly_written));
         self.on_device(done)
     }
 
@@ -447,15 +449,31 @@ impl Optimizer {
     /// error, a step failed half way) so that later calls refuse instead of using it.
     fn on_device<T>(&self, r: Result<T>) -> Result<T> {
         match r {
-            Err(Error::DeviceLost(m)) => {
-                let why = format!(
-                    "{m}; this CUDA handle's device state is lost: destroy the handle and load \
-                     a checkpoint into a new one"
-                );
-                let _ = self.device_lost.set(why.clone());
-                Err(Error::Cuda(why))
-            }
+            Err(Error::DeviceLost(m)) => Err(self.lose(m)),
             r => r,
+        }
+    }
+
+    /// Records that the device state is lost, because of `m`.
+    fn lose(&self, m: String) -> Error {
+        let why = format!(
+            "{m}; this CUDA handle's device state is lost: destroy the handle and load a \
+             checkpoint into a new one"
+        );
+        let _ = self.device_lost.set(why.clone());
+        Error::Cuda(why)
+    }
+
+    /// A change made of several device writes (a checkpoint's arrays) failed with `e` after
+    /// some of them: the device state is part old, part new, so on a CUDA handle it is lost.
+    pub(crate) fn partly_applied(&self, e: Error) -> Error {
+        match (&self.cuda, e) {
+            (Some(_), Error::Cuda(m) | Error::OutOfMemory(m) | Error::NoDevice(m))
+                if self.device_lost.get().is_none() =>
+            {
+                self.lose(format!("a checkpoint was partly loaded: {m}"))
+            }
+            (_, e) => e,
         }
     }
 
@@ -486,7 +504,7 @@ impl Optimizer {
             let written = backend
                 .wait_idle()
                 .and_then(|()| d.set_step(calls, step))
-                .and_then(|()| backend.note_writes());
+                .and_then(|()| backend.note_writes().map_err(partly_written));
             self.on_device(written)?;
         }
         self.params[id as usize].step = step;

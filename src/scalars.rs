@@ -40,6 +40,31 @@ pub fn power(beta: f64, t: u64) -> f64 {
     beta.powf(t as f64)
 }
 
+/// The first step from which `1 - beta^t` is exactly 1 for both betas, as is every later one's
+/// (`power` decreases in `t`): the scalars of every step from there on are that step's. Found
+/// by bisection over all of `u64`.
+pub fn powers_saturate(beta1: f64, beta2: f64) -> u64 {
+    let saturated = |t: u64| 1.0 - power(beta1, t) == 1.0 && 1.0 - power(beta2, t) == 1.0;
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    if !saturated(hi) {
+        return hi;
+    }
+    // saturated(hi), and lo is 0 or not saturated.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if saturated(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    if saturated(lo) {
+        lo
+    } else {
+        hi
+    }
+}
+
 impl StepScalars {
     /// Scalars for step `t >= 1` of a parameter with learning rate `lr` and hyper-parameters `h`.
     pub fn new(lr: f64, h: &Hyper, t: u64) -> StepScalars {
@@ -61,5 +86,37 @@ impl StepScalars {
             grad_scale: 1.0,
             apply_decay: (h.weight_decay > 0.0) as u32,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saturated(b1: f64, b2: f64, t: u64) -> bool {
+        1.0 - power(b1, t) == 1.0 && 1.0 - power(b2, t) == 1.0
+    }
+
+    #[test]
+    fn powers_saturate_at_the_first_step_where_both_corrections_are_1() {
+        for (b1, b2) in [
+            (0.9, 0.999),
+            (0.0, 0.0),
+            (0.0, 0.95),
+            (0.5, 0.99999),
+            (0.9, 0.0),
+        ] {
+            let t = powers_saturate(b1, b2);
+            assert!(saturated(b1, b2, t), "{b1} {b2}: {t}");
+            assert!(t == 0 || !saturated(b1, b2, t - 1), "{b1} {b2}: {t}");
+            // And every later step, sampled up to the largest.
+            for later in [t + 1, t + 1000, 2 * t + 7, 1 << 40, u64::MAX] {
+                assert!(saturated(b1, b2, later), "{b1} {b2}: {later}");
+            }
+        }
+        assert_eq!(powers_saturate(0.0, 0.0), 1);
+        // Roughly 54 ln 2 / (1 - beta2) steps.
+        let t = powers_saturate(0.9, 0.999) as f64;
+        assert!((t - 37_400.0).abs() < 500.0, "{t}");
     }
 }

@@ -100,6 +100,7 @@ fn layouts() -> Vec<Layout> {
                 k,
                 dtype,
                 flags,
+                powers_last,
                 call,
                 lr,
                 eps,

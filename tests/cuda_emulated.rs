@@ -976,3 +976,35 @@ fn every_driver_call_of_create_add_param_and_step_can_fail() {
         },
     );
 }
+
+/// Found by the ABI fuzzer on CUDA handles (seed 0xC0DAF022, call 1535): after `set_step` to
+/// near 2^64 a step sized its table of beta powers by the step count (an overflow panic there,
+/// and tables of terabytes below it). The table now ends where `1 - beta^t` rounds to 1 for
+/// both betas and the kernels clamp to its end, so steps near the largest count and far past
+/// the table are exact against the CPU, and the table stays small.
+#[test]
+fn steps_far_past_the_power_table_are_exact() {
+    on_emulator("steps_far_past_the_power_table_are_exact", |d| {
+        let specs = vec![
+            spec(5000, BNB_DTYPE_F32, true),
+            spec(300, BNB_DTYPE_BF16, true),
+            spec(100, BNB_DTYPE_F32, true),
+        ];
+        let mut pair = Pair::new(&config(|c| c.beta2 = 0.9999), specs, 23);
+        pair.step(d);
+        let bytes = Emulator::get().counter("live_bytes");
+        for step in [40_000, 1 << 40, u64::MAX - 3] {
+            for id in 0..3 {
+                pair.cpu.set_step(id, step);
+                pair.gpu.set_step(id, step);
+            }
+            pair.step(d);
+            pair.step(d);
+        }
+        assert_eq!(pair.gpu.info(0).step, u64::MAX - 1);
+        // 0.9999 saturates after about 374,000 steps: a 6 MB table, and the 1 MB one it
+        // outgrew at step 40,000.
+        let grown = Emulator::get().counter("live_bytes") - bytes;
+        assert!(grown <= 8 << 20, "the power table grew by {grown} bytes");
+    });
+}

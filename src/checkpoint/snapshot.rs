@@ -170,15 +170,26 @@ pub fn check_fits(ck: &Checkpoint<'_>, opt: &Optimizer) -> Result<()> {
 /// Writes a checkpoint that [`check_fits`] accepted. After that check only a device failure
 /// can make a write fail. Arrays come first and learning rates last, as they cannot fail.
 pub fn apply(ck: &Checkpoint<'_>, opt: &mut Optimizer) -> Result<()> {
+    let mut written = false;
     for (i, c) in ck.params.iter().enumerate() {
         let id = i as u32;
-        for (kind, bytes) in &c.arrays {
+        let arrays = c.arrays.iter().filter(|(kind, _)| {
             // The maps are constants that decode() already compared with the library's.
-            if !matches!(kind, StateKind::Qmap1 | StateKind::Qmap2) {
-                opt.write_state(id, *kind, bytes)?;
-            }
+            !matches!(kind, StateKind::Qmap1 | StateKind::Qmap2)
+        });
+        for (kind, bytes) in arrays {
+            opt.write_state(id, *kind, bytes).map_err(|e| {
+                if written {
+                    opt.partly_applied(e)
+                } else {
+                    e
+                }
+            })?;
+            written = true;
         }
-        opt.restore_step(id, c.step)?;
+        opt.restore_step(id, c.step)
+            .map_err(|e| if written { opt.partly_applied(e) } else { e })?;
+        written = true;
     }
     opt.set_lr(ck.config.lr)?;
     for (&group, &lr) in &ck.groups {

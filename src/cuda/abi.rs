@@ -122,6 +122,9 @@ pub struct Tensor {
     pub k: StepScalars,
     pub dtype: u32,
     pub flags: u32,
+    /// The power table's last index, where the kernels clamp the step (past it, every
+    /// `1 - beta^t` is 1).
+    pub powers_last: u32,
     pub call: u64,
     pub lr: f64,
     pub eps: f64,

@@ -247,12 +247,24 @@ impl DevBuf {
 
     /// Copies `src` to the start of the buffer (synchronously).
     pub fn upload(&self, src: &[u8]) -> Result<()> {
+        self.copy_in(src, |e| e)
+    }
+
+    /// As [`DevBuf::upload`], into a buffer whose contents matter: a copy that fails may have
+    /// written part of `src`, which loses the device state ([`partly_written`]).
+    pub fn overwrite(&self, src: &[u8]) -> Result<()> {
+        self.copy_in(src, partly_written)
+    }
+
+    fn copy_in(&self, src: &[u8], failed_copy: fn(Error) -> Error) -> Result<()> {
         if src.len() > self.bytes {
             return Err(Error::Panic("upload larger than its device buffer".into()));
         }
         let _bound = make_current(self.ctx)?;
         // SAFETY: the destination holds at least src.len() bytes.
-        unsafe { result::memcpy_htod_sync(self.ptr, src) }.map_err(cu("cuMemcpyHtoD"))
+        unsafe { result::memcpy_htod_sync(self.ptr, src) }
+            .map_err(cu("cuMemcpyHtoD"))
+            .map_err(failed_copy)
     }
 
     /// Copies the start of the buffer into `dst` (synchronously).
@@ -327,5 +339,14 @@ impl Drop for Event {
         let _bound = make_current(self.ctx);
         // SAFETY: created in `new`, destroyed once.
         let _ = unsafe { result::event::destroy(self.ev) };
+    }
+}
+
+/// A copy to the device (or the record that orders it before the next step) that failed may
+/// have left part of its bytes written, so the array no longer holds a value anyone knows.
+pub fn partly_written(e: Error) -> Error {
+    match e {
+        Error::DeviceLost(_) => e,
+        other => Error::DeviceLost(format!("a copy to the device failed part way: {other}")),
     }
 }

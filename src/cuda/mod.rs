@@ -127,7 +127,14 @@ struct Powers {
     betas: (u64, u64),
     buf: DevBuf,
     len: u64,
+    /// [`crate::scalars::powers_saturate`] of the betas.
+    saturated: u64,
 }
+
+/// The most entries a power table may have (2 GiB on the device): a table saturates after
+/// about 54 ln 2 / (1 - beta2) steps, so this holds every step of beta2 up to 0.9999997, and
+/// 2^27 steps of any betas.
+const MAX_POWERS: u64 = 1 << 27;
 
 impl Backend {
     pub fn new(device_index: i32) -> Result<Backend> {
@@ -352,24 +359,44 @@ impl Backend {
         }
     }
 
-    /// The device address of the power table of `betas`, grown (doubling, so rarely) to hold
-    /// `max_t`; the upload is queued on `stream`, before the launches that read it.
-    unsafe fn powers(&self, betas: (f64, f64), max_t: u64, stream: sys::CUstream) -> Result<u64> {
+    /// The device address and last index of the power table of `betas`, grown (doubling, so
+    /// rarely) to hold `max_t`, or up to where the powers stop mattering (the kernels clamp
+    /// their step to the last index); the upload is queued on `stream`, before the launches
+    /// that read it.
+    unsafe fn powers(
+        &self,
+        betas: (f64, f64),
+        max_t: u64,
+        stream: sys::CUstream,
+    ) -> Result<(u64, u32)> {
         let key = (betas.0.to_bits(), betas.1.to_bits());
         let mut tables = self.powers.borrow_mut();
         let at = tables.iter().position(|p| p.betas == key);
-        if let Some(p) = at.map(|i| &tables[i]).filter(|p| p.len > max_t) {
-            return Ok(p.buf.ptr);
+        let saturated = match at {
+            Some(i) => tables[i].saturated,
+            None => crate::scalars::powers_saturate(betas.0, betas.1),
+        };
+        let last = max_t.min(saturated);
+        if let Some(p) = at.map(|i| &tables[i]).filter(|p| p.len > last) {
+            return Ok((p.buf.ptr, (p.len - 1) as u32));
         }
-        let len = (max_t + 1).max(1024).next_power_of_two();
-        let values: Vec<f64> = (0..len)
-            .flat_map(|t| {
-                [
-                    crate::scalars::power(betas.0, t),
-                    crate::scalars::power(betas.1, t),
-                ]
-            })
-            .collect();
+        if last >= MAX_POWERS {
+            return Err(Error::OutOfMemory(format!(
+                "the table of beta1^t and beta2^t for betas {betas:?} would need {} entries \
+                 to reach step {max_t} (at most {MAX_POWERS})",
+                last + 1
+            )));
+        }
+        let len = (last + 1)
+            .max(1024)
+            .next_power_of_two()
+            .min(saturated + 1)
+            .min(MAX_POWERS);
+        let mut values = crate::error::try_vec(2 * len as usize, 0.0f64, "the power table")?;
+        for (t, pair) in values.chunks_exact_mut(2).enumerate() {
+            pair[0] = crate::scalars::power(betas.0, t as u64);
+            pair[1] = crate::scalars::power(betas.1, t as u64);
+        }
         let buf = DevBuf::uninit(&self.ctx, values.len() * 8)?;
         buf.upload_async(crate::state::as_bytes(&values), stream)?;
         let ptr = buf.ptr;
@@ -377,6 +404,7 @@ impl Backend {
             betas: key,
             buf,
             len,
+            saturated,
         };
         match at {
             Some(i) => {
@@ -385,7 +413,7 @@ impl Backend {
             }
             None => tables.push(table),
         }
-        Ok(ptr)
+        Ok((ptr, (len - 1) as u32))
     }
 
     unsafe fn tensor(&self, j: &Job<'_>, stream: sys::CUstream) -> Result<abi::Tensor> {
@@ -409,6 +437,7 @@ impl Backend {
         .iter()
         .filter(|(on, _)| *on)
         .fold(0, |acc, (_, bit)| acc | bit);
+        let (powers, powers_last) = self.powers(j.betas, j.max_t, stream)?;
         Ok(abi::Tensor {
             p: j.param as u64,
             g: j.grad as u64,
@@ -428,10 +457,11 @@ impl Backend {
                 Dtype::Bf16 => abi::BF16,
             },
             flags,
+            powers_last,
             call: j.call,
             lr: j.lr,
             eps: j.eps,
-            powers: self.powers(j.betas, j.max_t, stream)?,
+            powers,
             percentile: j.percentile.unwrap_or(100),
             max_unorm: j.max_unorm as f32,
             sr_key: j.rounding.map_or([0, 0], |r| r.key),

@@ -91,7 +91,7 @@ impl DeviceState {
     pub fn set_step(&self, calls: u64, step: u64) -> Result<()> {
         let mut a = self.read_aux()?;
         a.set_step(calls, step);
-        self.aux.upload(aux_bytes(&a))
+        self.aux.overwrite(aux_bytes(&a))
     }
 
     /// Copies array `kind` into `dst` (length checked by the optimizer against the layout).
@@ -127,9 +127,9 @@ impl DeviceState {
             StateKind::Max1 | StateKind::Max2 | StateKind::GnormVec | StateKind::UnormVec => {
                 let mut a = self.read_aux()?;
                 aux_field(&mut a, kind, self)?.copy_from_slice(src);
-                self.aux.upload(aux_bytes(&a))?;
+                self.aux.overwrite(aux_bytes(&a))?;
             }
-            _ => self.buffer(kind)?.upload(src)?,
+            _ => self.buffer(kind)?.overwrite(src)?,
         }
         Ok(())
     }

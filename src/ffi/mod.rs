@@ -131,6 +131,14 @@ pub(crate) unsafe fn c_array<'a, T>(ptr: *const T, count: usize, name: &str) -> 
     Ok(std::slice::from_raw_parts(ptr, count))
 }
 
+/// A struct the library writes to the C side.
+///
+/// # Safety
+/// `PADDING` must list every byte range of the struct that no field covers.
+pub(crate) unsafe trait Written: Copy {
+    const PADDING: &'static [std::ops::Range<usize>] = &[];
+}
+
 /// A struct the C side passes in, versioned by its first field `uint64_t struct_size`.
 ///
 /// # Safety
@@ -208,9 +216,12 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, name: &str) -> 
 /// unset (a later version's fields mean "off" when zero); and `struct_size = size`, so the
 /// struct can go straight back into the library as input.
 ///
+/// The bytes no field covers are written as zeros: a struct built in Rust leaves them
+/// undefined, and a caller must not read stack garbage there (nor see two calls differ).
+///
 /// # Safety
 /// A non-NULL `out` must point to `size` writable bytes.
-pub(crate) unsafe fn write_versioned<T: Copy>(
+pub(crate) unsafe fn write_versioned<T: Written>(
     out: *mut T,
     size: usize,
     value: T,
@@ -225,6 +236,10 @@ pub(crate) unsafe fn write_versioned<T: Copy>(
     }
     let n = size.min(ours);
     std::ptr::copy_nonoverlapping((&value as *const T).cast::<u8>(), out.cast::<u8>(), n);
+    for hole in T::PADDING {
+        let hole = hole.start.min(n)..hole.end.min(n);
+        std::ptr::write_bytes(out.cast::<u8>().add(hole.start), 0, hole.len());
+    }
     if size > ours {
         std::ptr::write_bytes(out.cast::<u8>().add(ours), 0, size - ours);
     }

@@ -4,7 +4,7 @@
 
 use std::ffi::c_void;
 
-use super::Versioned;
+use super::{Versioned, Written};
 use crate::config::{Config, Path, Preset};
 use crate::dtype::Dtype;
 use crate::error::{invalid, Error, Result};
@@ -492,4 +492,58 @@ pub fn preset(p: bnb_preset_t) -> Result<Preset> {
         BNB_PRESET_PAGED_ADAMW8BIT => Preset::PagedAdamW8bit,
         _ => invalid!("unknown preset {p}"),
     })
+}
+
+// SAFETY (each): the listed ranges, and only they, are bytes between fields (the test below
+// checks every field's bytes and these against the struct's size).
+unsafe impl Written for bnb_adam8bit_config_t {}
+unsafe impl Written for bnb_param_info_t {}
+unsafe impl Written for bnb_step_options_t {}
+unsafe impl Written for bnb_param_options_t {
+    // A list of holes that happens to have one.
+    #[allow(clippy::single_range_in_vec_init)]
+    const PADDING: &'static [std::ops::Range<usize>] =
+        &[std::mem::offset_of!(Self, optim_bits) + 4..std::mem::offset_of!(Self, min_8bit_size)];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte of `$t` lies in exactly one of its fields or its `PADDING`.
+    macro_rules! covers {
+        ($t:ty: $($field:ident),+) => {{
+            let zero: $t = unsafe { std::mem::zeroed() };
+            let mut owner = vec![0u32; std::mem::size_of::<$t>()];
+            let mut mark = |range: std::ops::Range<usize>, what: &str| {
+                for b in range {
+                    owner[b] += 1;
+                    assert_eq!(owner[b], 1, "{}: byte {b} ({what}) covered twice", stringify!($t));
+                }
+            };
+            $(
+                let at = std::mem::offset_of!($t, $field);
+                mark(at..at + std::mem::size_of_val(&zero.$field), stringify!($field));
+            )+
+            for hole in <$t as Written>::PADDING {
+                mark(hole.clone(), "padding");
+            }
+            let missed: Vec<usize> = (0..owner.len()).filter(|&b| owner[b] == 0).collect();
+            assert!(missed.is_empty(), "{}: bytes {missed:?} are padding not listed", stringify!($t));
+        }};
+    }
+
+    #[test]
+    fn written_structs_list_all_their_padding() {
+        covers!(bnb_adam8bit_config_t: struct_size, lr, beta1, beta2, eps, weight_decay,
+            max_unorm, min_8bit_size, optim_bits, percentile_clipping, amsgrad, block_wise,
+            is_paged, skip_zeros, reserved, seed, stochastic_rounding, reserved2);
+        covers!(bnb_param_options_t: struct_size, flags, group, lr_scale, beta1, beta2, eps,
+            weight_decay, optim_bits, min_8bit_size, shard_full_numel, shard_offset, seed,
+            rounding_key, stochastic_rounding, reserved);
+        covers!(bnb_param_info_t: struct_size, numel, dtype, path, step, blocks, state_bytes,
+            nonfinite_count, lr, gnorm_scale, group, paged, stochastic_rounding, reserved,
+            rounding_key);
+        covers!(bnb_step_options_t: struct_size, grad_scale, found_inf);
+    }
 }

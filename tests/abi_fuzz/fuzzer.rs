@@ -13,8 +13,11 @@ use std::ptr::null_mut;
 use adam8bit::ffi::handle::bnb_status_name;
 use adam8bit::ffi::types::*;
 
+use super::driver_faults::{Armed, DriverFaults, Profile};
 use super::model::{Known, Signature};
 use super::observe::{observe, Observation};
+use crate::common::device::DevBuf;
+use crate::common::emulator::Emulator;
 use crate::common::{message, Handle, Rng};
 
 /// Pairs alive at once; parameters and elements per handle (small, so that a call is cheap).
@@ -66,6 +69,56 @@ impl Buf {
     }
 }
 
+/// A parameter's or a gradient's elements where the handle reads them: host memory for a CPU
+/// handle, device memory for a CUDA one; either way laid out as a [`Buf`], slack included.
+pub enum Elems {
+    Host(Buf),
+    Device(DevBuf),
+}
+
+impl Elems {
+    pub fn new(device: bnb_device_t, bytes: &[u8]) -> Elems {
+        let host = Buf::new(bytes);
+        match device {
+            BNB_DEVICE_CPU => Elems::Host(host),
+            _ => Elems::Device(DevBuf::from(host.as_bytes(), 0)),
+        }
+    }
+
+    pub fn ptr(&mut self) -> *mut u8 {
+        match self {
+            Elems::Host(b) => b.ptr(),
+            Elems::Device(d) => d.as_mut_ptr().cast(),
+        }
+    }
+
+    /// Every byte, slack included (a device buffer is read back).
+    pub fn contents(&self) -> Vec<u8> {
+        match self {
+            Elems::Host(b) => b.as_bytes().to_vec(),
+            Elems::Device(d) => d.read(),
+        }
+    }
+}
+
+impl Clone for Elems {
+    fn clone(&self) -> Elems {
+        match self {
+            Elems::Host(b) => Elems::Host(b.clone()),
+            Elems::Device(d) => Elems::Device(DevBuf::from(&d.read(), 0)),
+        }
+    }
+}
+
+impl PartialEq for Elems {
+    fn eq(&self, other: &Elems) -> bool {
+        match (self, other) {
+            (Elems::Host(a), Elems::Host(b)) => a == b,
+            _ => self.contents() == other.contents(),
+        }
+    }
+}
+
 /// A checkpoint's bytes and what it holds, as the fuzzer saw its handle when it was taken.
 #[derive(Debug, Clone)]
 pub struct Saved {
@@ -84,12 +137,16 @@ pub struct Pair {
     pub model: Handle,
     pub known: Known,
     /// The caller's parameter buffers of the subject and of the model.
-    pub params: Vec<Buf>,
-    pub model_params: Vec<Buf>,
+    pub params: Vec<Elems>,
+    pub model_params: Vec<Elems>,
     /// The subject's observation after its last call.
     pub last: Observation,
     /// A panic poisoned the subject: every call on it must return BNB_ERR_PANIC.
     pub poisoned: bool,
+    /// A driver fault lost the subject's device state: the next call retires the pair.
+    pub lost: bool,
+    /// The call that lost it.
+    pub lost_in: &'static str,
 }
 
 pub struct Fuzzer {
@@ -110,7 +167,14 @@ pub struct Fuzzer {
     pairs_created: u64,
     /// The last calls, for a failure's message.
     log: VecDeque<String>,
-    current: &'static str,
+    pub current: &'static str,
+    /// The emulated driver, which fails calls for CUDA handles.
+    pub emulator: Option<&'static Emulator>,
+    pub armed: Option<Armed>,
+    pub driver: DriverFaults,
+    pub profile: Profile,
+    /// The current call failed for an injected driver fault.
+    pub driver_failed: bool,
 }
 
 impl Fuzzer {
@@ -128,6 +192,11 @@ impl Fuzzer {
             pairs_created: 0,
             log: VecDeque::new(),
             current: "",
+            emulator: (device == BNB_DEVICE_CUDA).then(Emulator::get),
+            armed: None,
+            driver: DriverFaults::default(),
+            profile: Profile::default(),
+            driver_failed: false,
         }
     }
 
@@ -187,15 +256,18 @@ impl Fuzzer {
         }
     }
 
-    /// Starts call `name`; `what` says its arguments and fault, for a failure's message.
+    /// Starts call `name`, made next; `what` says its arguments and fault, for a failure's
+    /// message. On CUDA handles it may arm a driver fault for the call.
     pub fn begin(&mut self, name: &'static str, what: String) {
         self.calls += 1;
         self.current = name;
         if self.log.len() == 24 {
             self.log.pop_front();
         }
+        self.driver_failed = false;
+        let driver = self.arm_driver_fault(name).unwrap_or_default();
         self.log
-            .push_back(format!("#{} {name}: {what}", self.calls));
+            .push_back(format!("#{} {name}: {what} {driver}", self.calls));
     }
 
     #[track_caller]
@@ -216,6 +288,9 @@ impl Fuzzer {
     /// the pair is as it was. Returns whether the call was accepted.
     #[track_caller]
     pub fn settle(&mut self, pair: Option<usize>, expect: Expect, status: bnb_status_t) -> bool {
+        if self.settle_driver_failure(pair, status) {
+            return false;
+        }
         let expect = match pair {
             Some(p) if self.pairs[p].poisoned => Expect::Reject(BNB_ERR_PANIC),
             _ => expect,
@@ -294,6 +369,8 @@ impl Fuzzer {
             model_params: Vec::new(),
             last,
             poisoned: false,
+            lost: false,
+            lost_in: "",
         });
         let p = self.pairs.len() - 1;
         self.check_same(p);
@@ -325,6 +402,9 @@ impl Fuzzer {
 
     /// One random call.
     pub fn one_call(&mut self) {
+        if let Some(p) = self.pairs.iter().position(|q| q.lost) {
+            return self.retire_lost(p);
+        }
         if self.pairs.is_empty() {
             return self.create();
         }

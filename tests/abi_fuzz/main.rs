@@ -18,6 +18,7 @@ mod common;
 
 mod bytes;
 mod checkpoints;
+mod driver_faults;
 mod fuzzer;
 mod model;
 mod observe;
@@ -31,6 +32,8 @@ use std::time::Instant;
 
 use adam8bit::ffi::types::*;
 use common::checkpoint::temp_dir;
+use common::device::synchronize;
+use common::emulator::{on_emulator, Emulator};
 use fuzzer::Fuzzer;
 
 /// The injected panics are expected: the default hook would print each one's backtrace.
@@ -75,6 +78,16 @@ fn env_u64(name: &str, default: u64) -> u64 {
     .unwrap_or_else(|| panic!("{name}={v} is not a number"))
 }
 
+/// The accepted/rejected table of a run, one line.
+fn stats_line(f: &Fuzzer) -> String {
+    let table: Vec<String> = f
+        .stats
+        .iter()
+        .map(|(name, (accepted, rejected))| format!("{name} {accepted}/{rejected}"))
+        .collect();
+    table.join(", ")
+}
+
 #[test]
 fn random_call_sequences_on_cpu_handles() {
     let calls = env_u64("BNB_ABI_FUZZ_CALLS", 20_000);
@@ -82,15 +95,10 @@ fn random_call_sequences_on_cpu_handles() {
     let started = Instant::now();
     let f = run(BNB_DEVICE_CPU, seed, calls);
     let took = started.elapsed();
-    let table: Vec<String> = f
-        .stats
-        .iter()
-        .map(|(name, (accepted, rejected))| format!("{name} {accepted}/{rejected}"))
-        .collect();
     eprintln!(
         "{} calls in {took:.1?}, seed {seed:#x}, nothing lost; accepted/rejected: {}",
         f.calls,
-        table.join(", ")
+        stats_line(&f)
     );
     // Every entry point that takes arguments ran both ways.
     for (name, (accepted, rejected)) in &f.stats {
@@ -107,4 +115,69 @@ fn random_call_sequences_on_cpu_handles() {
         f.stats.len()
     );
     std::fs::remove_dir_all(&f.dir).unwrap();
+}
+
+/// The same on CUDA handles of the emulated device, parameters and gradients in device
+/// memory, with driver faults injected ([`driver_faults`]); every scheduling order of the
+/// emulated threads must take the same path. At the end, with every handle destroyed, the
+/// device holds no allocation the run made.
+#[test]
+fn random_call_sequences_on_cuda_handles() {
+    on_emulator("random_call_sequences_on_cuda_handles", |digest| {
+        let calls = env_u64("BNB_ABI_FUZZ_CUDA_CALLS", 8_000);
+        let seed = env_u64("BNB_ABI_FUZZ_SEED", 0xC0DA_F022);
+        let emu = Emulator::get();
+        let baseline = emu.counter("live_allocations");
+        let started = Instant::now();
+        let f = run(BNB_DEVICE_CUDA, seed, calls);
+        let took = started.elapsed();
+        let line = stats_line(&f);
+        let summary = format!(
+            "{} calls on CUDA handles in {took:.1?}, seed {seed:#x}, driver faults {:?}; \
+             accepted/rejected: {line}",
+            f.calls, f.driver
+        );
+        eprintln!("{summary}");
+        // The child's output is shown only when it fails: a long run asks for its figures.
+        if let Ok(report) = std::env::var("BNB_ABI_FUZZ_REPORT") {
+            let mut text = std::fs::read_to_string(&report).unwrap_or_default();
+            text.push_str(&format!(
+                "{}: {summary}\n",
+                std::env::var("CUEMU_ORDER").unwrap()
+            ));
+            std::fs::write(&report, text).unwrap();
+        }
+        digest.add(line.as_bytes());
+        for pair in &f.pairs {
+            digest.add(&pair.last.config);
+            for p in &pair.last.params {
+                digest.add(&p.info);
+                for (_, bytes) in &p.arrays {
+                    digest.add(bytes);
+                }
+            }
+        }
+        for (name, (accepted, rejected)) in &f.stats {
+            if !name.starts_with("destroy") && *name != "lost handle" {
+                assert!(
+                    *accepted > 0 && *rejected > 0,
+                    "{name}: {accepted} accepted, {rejected} rejected"
+                );
+            }
+        }
+        assert!(
+            f.driver.failed_calls > calls / 50 && f.driver.lost > 0,
+            "too few faults had an effect: {:?}",
+            f.driver
+        );
+        let dir = f.dir.clone();
+        drop(f);
+        synchronize();
+        assert_eq!(
+            emu.counter("live_allocations"),
+            baseline,
+            "device memory outlived the handles and buffers of the run"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
 }

@@ -9,7 +9,7 @@ use adam8bit::ffi::params::*;
 use adam8bit::ffi::types::*;
 
 use super::bytes::{from_bytes, out_ptr, versioned, CONFIG_SIZE, MAX_STRUCT_SIZE, OPTIONS_SIZE};
-use super::fuzzer::{Buf, Expect, Fuzzer, MAX_ELEMENTS, MAX_PAIRS, MAX_PARAMS};
+use super::fuzzer::{Buf, Elems, Expect, Fuzzer, MAX_ELEMENTS, MAX_PAIRS, MAX_PARAMS};
 use super::model::Known;
 use super::queries::documented_defaults;
 use crate::common::{ok, Handle};
@@ -384,8 +384,8 @@ impl Fuzzer {
         let initial = self.elements(param.numel as usize, dtype, 2.0);
         let pair = &mut self.pairs[p];
         pair.known.push(param);
-        pair.params.push(Buf::new(&initial));
-        pair.model_params.push(Buf::new(&initial));
+        pair.params.push(Elems::new(self.device, &initial));
+        pair.model_params.push(Elems::new(self.device, &initial));
         self.check_same(p);
     }
 }

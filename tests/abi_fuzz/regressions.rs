@@ -55,3 +55,29 @@ fn a_parameter_at_the_largest_step_count_saves_and_loads() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Seed 0xC0DAF022, call 43 (found on the CUDA run, which draws differently): two calls of
+/// `param_options_default` wrote different bytes 60..64, the padding between `optim_bits` and
+/// `min_8bit_size`, which a Rust-built struct leaves undefined (stack garbage reached the
+/// caller). Every byte of a written struct is now defined: the padding is zero, whatever the
+/// buffer held.
+#[test]
+fn written_structs_have_zero_padding() {
+    use adam8bit::ffi::params::bnb_param_options_default;
+    let size = std::mem::size_of::<bnb_param_options_t>();
+    let outputs: Vec<Vec<u8>> = [0x00u8, 0xAA, 0x5C]
+        .iter()
+        .map(|&fill| {
+            let mut buf = vec![fill; size];
+            // SAFETY: `size` writable bytes.
+            let st = unsafe { bnb_param_options_default(buf.as_mut_ptr().cast(), size) };
+            assert_eq!(st, BNB_OK, "{}", message());
+            buf
+        })
+        .collect();
+    assert!(outputs.iter().all(|o| o == &outputs[0]), "{outputs:?}");
+    let hole = std::mem::offset_of!(bnb_param_options_t, optim_bits) + 4
+        ..std::mem::offset_of!(bnb_param_options_t, min_8bit_size);
+    assert!(!hole.is_empty());
+    assert!(outputs[0][hole].iter().all(|&b| b == 0));
+}

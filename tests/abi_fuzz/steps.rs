@@ -7,12 +7,12 @@ use std::ptr::null_mut;
 use adam8bit::ffi::params::*;
 use adam8bit::ffi::types::*;
 
-use super::fuzzer::{Buf, Expect, Fuzzer};
+use super::fuzzer::{Buf, Elems, Expect, Fuzzer};
 use crate::common::ok;
 
 /// One item, its pointers as the fault says: a NULL or misaligned (odd: every element type is
 /// at least 2 bytes) param or grad, or a grad that is the param itself.
-fn item(id: u32, param: &mut Buf, grad: &mut Buf, fault: Option<&str>) -> bnb_step_item_t {
+fn item(id: u32, param: &mut Elems, grad: &mut Elems, fault: Option<&str>) -> bnb_step_item_t {
     let (p, g) = (param.ptr(), grad.ptr());
     let (p, g) = match fault {
         Some("param NULL") => (null_mut(), g),
@@ -36,18 +36,19 @@ impl Fuzzer {
     }
 
     /// Gradients for parameters `ids` of pair `p`.
-    fn gradients(&mut self, p: usize, ids: &[u32]) -> Vec<Buf> {
+    pub fn gradients(&mut self, p: usize, ids: &[u32]) -> Vec<Elems> {
         ids.iter()
             .map(|&id| {
                 let k = self.pairs[p].known.params[id as usize];
                 let scale = self.pick(&[0.01, 1.0, 100.0]);
-                Buf::new(&self.elements(k.numel as usize, k.dtype, scale))
+                let bytes = self.elements(k.numel as usize, k.dtype, scale);
+                Elems::new(self.device, &bytes)
             })
             .collect()
     }
 
     /// The model takes the accepted step as single `step` calls, in item order.
-    fn step_model(&mut self, p: usize, ids: &[u32], grads: &mut [Buf]) {
+    fn step_model(&mut self, p: usize, ids: &[u32], grads: &mut [Elems]) {
         let pair = &mut self.pairs[p];
         for (&id, g) in ids.iter().zip(grads) {
             let param = pair.model_params[id as usize].ptr();
@@ -87,9 +88,9 @@ impl Fuzzer {
         let mut grads = if id < n {
             self.gradients(p, &[id])
         } else {
-            vec![Buf::new(&[0; 64])]
+            vec![Elems::new(self.device, &[0; 64])]
         };
-        let mut spare = Buf::new(&[0; 64]);
+        let mut spare = Elems::new(self.device, &[0; 64]);
         let pair = &mut self.pairs[p];
         let param = pair.params.get_mut(id as usize).unwrap_or(&mut spare);
         let it = item(id, param, &mut grads[0], fault);
