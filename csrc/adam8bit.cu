@@ -66,38 +66,60 @@ __device__ __forceinline__ uint32_t a8_valid(unsigned long long first, unsigned 
 
 // ---- loads and stores of a lane's 8 elements ----
 
-// Elements of `dtype` as f32, with their raw bits (to store back untouched), those at or past
-// n as 0.
+// The raw bits of element i of a lane's 8 as a8_load8 keeps them: a word each for f32, two
+// halves to a word for 16-bit dtypes (as they were loaded: 4 registers a lane, not 8).
+template <uint32_t dtype>
+__device__ __forceinline__ uint32_t a8_raw_at(const uint32_t raw[8], int i) {
+    if (dtype == A8_F32) return raw[i];
+    return (raw[i >> 1] >> (16 * (i & 1))) & 0xFFFFu;
+}
+
+template <uint32_t dtype>
+__device__ __forceinline__ float a8_widen(uint32_t h) {
+    if (dtype == A8_F32) return a8_float(h);
+    return dtype == A8_F16 ? a8_f16_to_f32((uint16_t)h) : a8_bf16_to_f32((uint16_t)h);
+}
+
+// The raw bits of a quad's elements below n (0 past it), one at a time.
+template <uint32_t dtype>
+__device__ __forceinline__ void a8_load_quad_scalar(const void *base, unsigned long long e,
+                                                    unsigned long long n, uint32_t *raw) {  // cold path: an unaligned or partial quad
+    uint32_t bits[4];
+    for (int j = 0; j < 4; ++j)
+        bits[j] = e + j >= n ? 0u
+                  : dtype == A8_F32 ? static_cast<const uint32_t *>(base)[e + j]
+                                    : static_cast<const uint16_t *>(base)[e + j];
+    if (dtype == A8_F32) {
+        for (int j = 0; j < 4; ++j) raw[j] = bits[j];
+    } else {
+        raw[0] = bits[0] | (bits[1] << 16);
+        raw[1] = bits[2] | (bits[3] << 16);
+    }
+}
+
+// Elements of `dtype` as f32, with their raw bits (to store back untouched, see a8_raw_at),
+// those at or past n as 0.
 template <uint32_t dtype>
 __device__ __forceinline__ void a8_load8(const void *base, bool vec, unsigned long long first,
                                          unsigned long long n, float out[8], uint32_t raw[8]) {
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
         float *o = out + 4 * q;
-        uint32_t *r = raw + 4 * q;
         if (vec && e + 4 <= n) {
             if (dtype == A8_F32) {
                 float4 v = *reinterpret_cast<const float4 *>(static_cast<const float *>(base) + e);
                 o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
-                for (int j = 0; j < 4; ++j) r[j] = a8_bits(o[j]);
+                for (int j = 0; j < 4; ++j) raw[4 * q + j] = a8_bits(o[j]);
+                continue;
             } else {
                 uint2 w = *reinterpret_cast<const uint2 *>(static_cast<const uint16_t *>(base) + e);
-                r[0] = w.x & 0xFFFFu; r[1] = w.x >> 16; r[2] = w.y & 0xFFFFu; r[3] = w.y >> 16;
-                for (int j = 0; j < 4; ++j)
-                    o[j] = dtype == A8_F16 ? a8_f16_to_f32((uint16_t)r[j]) : a8_bf16_to_f32((uint16_t)r[j]);
+                raw[2 * q] = w.x;
+                raw[2 * q + 1] = w.y;
             }
-            continue;
+        } else {
+            a8_load_quad_scalar<dtype>(base, e, n, raw + (dtype == A8_F32 ? 4 : 2) * q);
         }
-        for (int j = 0; j < 4; ++j) {  // cold path: an unaligned or partial quad
-            if (e + j >= n) { o[j] = 0.0f; r[j] = 0; continue; }
-            if (dtype == A8_F32) {
-                o[j] = static_cast<const float *>(base)[e + j];
-                r[j] = a8_bits(o[j]);
-            } else {
-                r[j] = static_cast<const uint16_t *>(base)[e + j];
-                o[j] = dtype == A8_F16 ? a8_f16_to_f32((uint16_t)r[j]) : a8_bf16_to_f32((uint16_t)r[j]);
-            }
-        }
+        for (int j = 0; j < 4; ++j) o[j] = a8_widen<dtype>(a8_raw_at<dtype>(raw, 4 * q + j));
     }
 }
 
@@ -146,7 +168,7 @@ __device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long lo
         uint32_t bits[4];
         for (int j = 0; j < 4; ++j)
             bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode<dtype>(in[4 * q + j], stochastic, draw[j])
-                                                 : raw[4 * q + j];
+                                                 : a8_raw_at<dtype>(raw, 4 * q + j);
         if (vec && e + 4 <= n) {
             if (dtype == A8_F32) {
                 uint4 v = {bits[0], bits[1], bits[2], bits[3]};
@@ -635,12 +657,12 @@ __device__ __forceinline__ void a8_fp32_reduce_sweep(const a8_batch &b) {
         const uint32_t valid = a8_valid(first, T.n);
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8], m[8], v[8];
-        uint32_t raw[8];
-        a8_load8<D>(T.g, vec, first, T.n, g, raw);
+        uint32_t graw[8], praw[8], mraw[8], vraw[8];
+        a8_load8<D>(T.g, vec, first, T.n, g, graw);
         a8_unscale(call, g);
-        a8_load8<D>(T.p, vec, first, T.n, p, raw);
-        a8_load8<A8_F32>(T.s1, true, first, T.n, m, raw);
-        a8_load8<A8_F32>(T.s2, true, first, T.n, v, raw);
+        a8_load8<D>(T.p, vec, first, T.n, p, praw);
+        a8_load8<A8_F32>(T.s1, true, first, T.n, m, mraw);
+        a8_load8<A8_F32>(T.s2, true, first, T.n, v, vraw);
         double us = 0.0, ps = 0.0;
         for (int j = 0; j < 8; ++j) {
             if (!((valid >> j) & 1u)) continue;
@@ -711,7 +733,8 @@ extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_BF16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f32(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_bf16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_BF16>(b); }
+// Without a minimum of 3 CTAs, ptxas gives this one 64 registers and a 4-byte spill (nvcc 13.0).
+extern "C" __global__ void __launch_bounds__(256, 3) a8_fp32_reduce_bf16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_BF16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f32(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_bf16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_BF16>(b); }
