@@ -445,6 +445,25 @@ fn every_thread_count_and_simd_level_draws_the_same() {
     assert!(runs >= 3);
 }
 
+/// Initial parameters of `sizes` and `steps` gradients for each, from `seed`.
+#[allow(clippy::type_complexity)]
+fn parameters_and_gradients(
+    sizes: &[(u64, bnb_dtype_t)],
+    steps: usize,
+    seed: u64,
+) -> (Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>) {
+    let mut rng = Rng(seed);
+    let mut draw = |scale: f32| -> Vec<Vec<u8>> {
+        sizes
+            .iter()
+            .map(|&(n, dt)| random_elems(&mut rng, n as usize, dt, scale))
+            .collect()
+    };
+    let init = draw(1.0);
+    let grads = (0..steps).map(|_| draw(0.1)).collect();
+    (init, grads)
+}
+
 /// Tensors of one size each, so that a rank that holds none of a small tensor registers
 /// none of that size (the default keys' ordinals count parameters of the same full size).
 const SHARDED: [(u64, bnb_dtype_t); 5] = [
@@ -458,19 +477,7 @@ const SHARDED: [(u64, bnb_dtype_t); 5] = [
 #[test]
 fn a_shard_rounds_as_the_same_slice_of_the_full_tensor() {
     let cfg = sr_config(|_| {});
-    let mut rng = Rng(3);
-    let init: Vec<Vec<u8>> = SHARDED
-        .iter()
-        .map(|&(n, dt)| random_elems(&mut rng, n as usize, dt, 1.0))
-        .collect();
-    let grads: Vec<Vec<Vec<u8>>> = (0..3)
-        .map(|_| {
-            SHARDED
-                .iter()
-                .map(|&(n, dt)| random_elems(&mut rng, n as usize, dt, 0.1))
-                .collect()
-        })
-        .collect();
+    let (init, grads) = parameters_and_gradients(&SHARDED, 3, 3);
     let full = Handle::new(&cfg);
     let mut full_p = init.clone();
     for &(n, dt) in &SHARDED {
@@ -550,19 +557,7 @@ fn a_resumed_run_continues_the_same_draws() {
             }
         }
     };
-    let mut rng = Rng(11);
-    let init: Vec<Vec<u8>> = sizes
-        .iter()
-        .map(|&(n, dt)| random_elems(&mut rng, n as usize, dt, 1.0))
-        .collect();
-    let grads: Vec<Vec<Vec<u8>>> = (0..6)
-        .map(|_| {
-            sizes
-                .iter()
-                .map(|&(n, dt)| random_elems(&mut rng, n as usize, dt, 0.1))
-                .collect()
-        })
-        .collect();
+    let (init, grads) = parameters_and_gradients(&sizes, 6, 11);
     let steps = |h: &Handle, p: &mut [Vec<u8>], range: std::ops::Range<usize>| {
         for g in &grads[range] {
             for (id, p) in p.iter_mut().enumerate() {
