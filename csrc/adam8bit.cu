@@ -258,8 +258,11 @@ __device__ __forceinline__ a8_call a8_call_of(const a8_batch &b) {
 // Every gradient element divided by the loss scale before anything reads it.
 __device__ __forceinline__ void a8_unscale(const a8_call &c, float g[8]) {
     if (!c.scaled) return;
-    for (int j = 0; j < 8; ++j)
-        g[j] = c.by_reciprocal ? a8_div_by(g[j], c.scale, c.rscale) : a8_div(g[j], c.scale);
+    if (!c.by_reciprocal) {  // cold path: a loss scale out of the reciprocal's range
+        for (int j = 0; j < 8; ++j) g[j] = a8_div(g[j], c.scale);
+        return;
+    }
+    for (int j = 0; j < 8; ++j) g[j] = a8_div_by(g[j], c.scale, c.rscale);
 }
 
 // ---- the step number and rule 2's scalars, on the device ----
@@ -290,7 +293,7 @@ __device__ __forceinline__ a8_scalars a8_step_scalars(const a8_tensor &T, unsign
 }
 
 __device__ __forceinline__ const a8_scalars &a8_walk::scalars() {
-    if (scalars_of != i) {
+    if (scalars_of != i) {  // cold path: once per warp and tensor, not per element
         t = a8_t(b.t[i]);
         k = a8_step_scalars(b.t[i], t);
         scalars_of = i;

@@ -2,9 +2,10 @@
 
 The instructions of a sweep's persistent loop (its longest backward branch) are split by the
 line table: those whose inline stack touches a source block marked "cold path" (the scalar
-code for an unaligned or partial quad, subnormal halves) and the rest, the path an aligned
-full block takes. The loop handles 8 elements per lane, so hot / 8 is the issue count per
-element that the budget is set against.
+code for an unaligned or partial quad, subnormal halves), the calls to CUDA's out-of-line
+slow paths with their argument set-up, and the rest, the path an aligned full block takes.
+The loop handles 8 elements per lane, so hot / 8 is the issue count per element that the
+budget is set against.
 """
 import re
 import sys
@@ -69,6 +70,22 @@ def loop(instrs):
     return spans, labels
 
 
+def slow_path_calls(body):
+    """Addresses of the calls to CUDA's out-of-line slow paths (a correctly rounded division or
+    square root whose operands need special handling) and of their argument set-up: the
+    instructions after the predicated branch that skips them, up to the call. The kernels
+    inline every function of their own, so every call in a loop is such a slow path."""
+    slow = set()
+    for k, (a, text, _) in enumerate(body):
+        if not text.startswith("CALL.REL"):
+            continue
+        j = k
+        while j > 0 and not re.match(r"@!?U?P\d+\s+BRA", body[j - 1][1]):
+            j -= 1
+        slow.update(x[0] for x in body[j:k + 1])
+    return slow
+
+
 def main():
     res, sass_path, *sources = sys.argv[1:]
     usage = {}
@@ -106,7 +123,9 @@ def main():
         cells = ["", "", ""]
         if best and re.search(r"_(f32|f16|bf16)$", name):
             body = [i for i in instrs if best[0] <= i[0] <= best[1]]
-            hot = [i for i in body if not any(l in cold.get(f, ()) for f, l in i[2])]
+            slow = slow_path_calls(body)
+            hot = [i for i in body
+                   if i[0] not in slow and not any(l in cold.get(f, ()) for f, l in i[2])]
             dtype = name.rsplit("_", 1)[1]
             budget = SMS * CLOCK_HZ * ISSUE_PER_SM / (0.9 * PEAK_BYTES / BYTES[dtype])
             cells = [str(len(body)), f"{len(hot) / 8:.0f}",
