@@ -17,36 +17,8 @@ use adam8bit::ffi::types::*;
 use super::fuzzer::{Buf, Fuzzer};
 use super::observe::observe;
 use crate::common::checkpoint::{cpath, dir_contents};
-use crate::common::emulator::Emulator;
+use crate::common::emulator::{Emulator, FALLIBLE_ENTRIES as ENTRIES};
 use crate::common::message;
-
-/// The driver entry points a handle's calls make and can see fail. The release calls
-/// (cuMemFree, cuEventDestroy, cuModuleUnload, cuDevicePrimaryCtxRelease) are left out: a
-/// failed release can only leak, and destroy, which makes them, is never armed.
-const ENTRIES: [&str; 22] = [
-    "cuInit",
-    "cuDeviceGetCount",
-    "cuDeviceGet",
-    "cuDevicePrimaryCtxRetain",
-    "cuCtxGetCurrent",
-    "cuCtxSetCurrent",
-    "cuModuleLoadData",
-    "cuModuleGetFunction",
-    "cuDeviceGetAttribute",
-    "cuOccupancyMaxActiveBlocksPerMultiprocessor",
-    "cuMemAlloc_v2",
-    "cuMemAllocManaged",
-    "cuMemGetInfo_v2",
-    "cuMemsetD8_v2",
-    "cuMemcpyHtoD_v2",
-    "cuMemcpyHtoDAsync_v2",
-    "cuMemcpyDtoH_v2",
-    "cuMemPrefetchAsync_v2",
-    "cuEventCreate",
-    "cuEventRecord",
-    "cuEventSynchronize",
-    "cuStreamWaitEvent",
-];
 
 /// What the armed call returns: none of these is sticky, so the context, and the model
 /// handles in it, live on.

@@ -168,6 +168,34 @@ pub fn on_emulator(name: &str, body: impl FnOnce(&mut Digest)) {
     on_emulator_with(name, &[], body)
 }
 
+/// The driver entry points a handle's calls make and can see fail. The release calls
+/// (cuMemFree, cuEventDestroy, cuModuleUnload, cuDevicePrimaryCtxRelease) are left out: a
+/// failed release can only leak, and destroy, which makes them, is never armed.
+pub const FALLIBLE_ENTRIES: [&str; 22] = [
+    "cuInit",
+    "cuDeviceGetCount",
+    "cuDeviceGet",
+    "cuDevicePrimaryCtxRetain",
+    "cuCtxGetCurrent",
+    "cuCtxSetCurrent",
+    "cuModuleLoadData",
+    "cuModuleGetFunction",
+    "cuDeviceGetAttribute",
+    "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+    "cuMemAlloc_v2",
+    "cuMemAllocManaged",
+    "cuMemGetInfo_v2",
+    "cuMemsetD8_v2",
+    "cuMemcpyHtoD_v2",
+    "cuMemcpyHtoDAsync_v2",
+    "cuMemcpyDtoH_v2",
+    "cuMemPrefetchAsync_v2",
+    "cuEventCreate",
+    "cuEventRecord",
+    "cuEventSynchronize",
+    "cuStreamWaitEvent",
+];
+
 /// The function `name` of the loaded library `lib`, as a function pointer of type `F`.
 ///
 /// # Safety
