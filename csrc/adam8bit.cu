@@ -64,6 +64,12 @@ __device__ __forceinline__ uint32_t a8_valid(unsigned long long first, unsigned 
     return ((1u << k0) - 1u) | (((1u << k1) - 1u) << 4);
 }
 
+// Whether block blk of T takes the Full route: all 256 elements lie below n (only a tensor's
+// last block can be partial, so the warp agrees) and the tensor is aligned for vectors.
+__device__ __forceinline__ bool a8_full(const a8_tensor &T, unsigned long long blk) {
+    return (blk + 1) * A8_BLOCK <= T.n && (T.flags & A8_VECTOR);
+}
+
 // ---- loads and stores of a lane's 8 elements ----
 
 // The raw bits of element i of a lane's 8 as a8_load8 keeps them: a word each for f32, two
@@ -98,14 +104,15 @@ __device__ __forceinline__ void a8_load_quad_scalar(const void *base, unsigned l
 }
 
 // Elements of `dtype` as f32, with their raw bits (to store back untouched, see a8_raw_at),
-// those at or past n as 0.
-template <uint32_t dtype>
+// those at or past n as 0. Full: the caller knows that both quads lie below n and that the
+// tensor is aligned for vectors.
+template <uint32_t dtype, bool Full = false>
 __device__ __forceinline__ void a8_load8(const void *base, bool vec, unsigned long long first,
                                          unsigned long long n, float out[8], uint32_t raw[8]) {
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
         float *o = out + 4 * q;
-        if (vec && e + 4 <= n) {
+        if (Full || (vec && e + 4 <= n)) {
             if (dtype == A8_F32) {
                 float4 v = *reinterpret_cast<const float4 *>(static_cast<const float *>(base) + e);
                 o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
@@ -147,8 +154,8 @@ __device__ __forceinline__ uint32_t a8_encode(float x, bool stochastic, uint32_t
 // Stores the elements below n: those whose bit in `mask` is set rounded to the dtype, the
 // others as the raw bits they were loaded with (so a whole quad goes out as one vector; the
 // scalar path stores only the masked ones). A quad starts at a multiple of 4 of the full
-// tensor, so one Philox call gives its four draws.
-template <uint32_t dtype>
+// tensor, so one Philox call gives its four draws. Full: as for a8_load8.
+template <uint32_t dtype, bool Full = false>
 __device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long long first,
                                           unsigned long long n, const float in[8],
                                           const uint32_t raw[8], uint32_t mask,
@@ -169,53 +176,54 @@ __device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long lo
         for (int j = 0; j < 4; ++j)
             bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode<dtype>(in[4 * q + j], stochastic, draw[j])
                                                  : a8_raw_at<dtype>(raw, 4 * q + j);
-        if (vec && e + 4 <= n) {
-            if (dtype == A8_F32) {
-                uint4 v = {bits[0], bits[1], bits[2], bits[3]};
-                *reinterpret_cast<uint4 *>(static_cast<float *>(base) + e) = v;
-            } else {
-                uint2 w = {bits[0] | (bits[1] << 16), bits[2] | (bits[3] << 16)};
-                *reinterpret_cast<uint2 *>(static_cast<uint16_t *>(base) + e) = w;
+        if (!Full && !(vec && e + 4 <= n)) {  // cold path: an unaligned or partial quad
+            for (int j = 0; j < 4; ++j) {
+                if (e + j >= n || !((mask >> (4 * q + j)) & 1u)) continue;
+                if (dtype == A8_F32) static_cast<uint32_t *>(base)[e + j] = bits[j];
+                else static_cast<uint16_t *>(base)[e + j] = (uint16_t)bits[j];
             }
             continue;
         }
-        for (int j = 0; j < 4; ++j) {  // cold path: an unaligned or partial quad
-            if (e + j >= n || !((mask >> (4 * q + j)) & 1u)) continue;
-            if (dtype == A8_F32) static_cast<uint32_t *>(base)[e + j] = bits[j];
-            else static_cast<uint16_t *>(base)[e + j] = (uint16_t)bits[j];
+        if (dtype == A8_F32) {
+            uint4 v = {bits[0], bits[1], bits[2], bits[3]};
+            *reinterpret_cast<uint4 *>(static_cast<float *>(base) + e) = v;
+        } else {
+            uint2 w = {bits[0] | (bits[1] << 16), bits[2] | (bits[3] << 16)};
+            *reinterpret_cast<uint2 *>(static_cast<uint16_t *>(base) + e) = w;
         }
     }
 }
 
 // Codes: every quad starts at a multiple of 4 bytes of a code array the library allocated.
+template <bool Full = false>
 __device__ __forceinline__ void a8_load_codes(const void *base, unsigned long long first,
                                               unsigned long long n, uint8_t out[8]) {
     const uint8_t *c = static_cast<const uint8_t *>(base);
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
-        if (e + 4 <= n) {
-            uint32_t w = *reinterpret_cast<const uint32_t *>(c + e);
-            for (int j = 0; j < 4; ++j) out[4 * q + j] = (uint8_t)(w >> (8 * j));
+        if (!Full && e + 4 > n) {  // cold path: a partial quad
+            for (int j = 0; j < 4; ++j) out[4 * q + j] = e + j < n ? c[e + j] : 0;
             continue;
         }
-        for (int j = 0; j < 4; ++j) out[4 * q + j] = e + j < n ? c[e + j] : 0;  // cold path: partial
+        const uint32_t w = *reinterpret_cast<const uint32_t *>(c + e);
+        for (int j = 0; j < 4; ++j) out[4 * q + j] = (uint8_t)(w >> (8 * j));
     }
 }
 
+template <bool Full = false>
 __device__ __forceinline__ void a8_store_codes(void *base, unsigned long long first,
                                                unsigned long long n, const uint8_t in[8]) {
     uint8_t *c = static_cast<uint8_t *>(base);
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
         const uint8_t *x = in + 4 * q;
-        if (e + 4 <= n) {
-            *reinterpret_cast<uint32_t *>(c + e) =
-                x[0] | (x[1] << 8) | (x[2] << 16) | ((uint32_t)x[3] << 24);
+        if (!Full && e + 4 > n) {  // cold path: a partial quad
+            for (int j = 0; j < 4; ++j)
+                if (e + j < n) c[e + j] = x[j];
             continue;
         }
-        for (int j = 0; j < 4; ++j) {  // cold path: a partial quad
-            if (e + j < n) c[e + j] = x[j];
-        }
+        *reinterpret_cast<uint32_t *>(c + e) =
+            x[0] | (x[1] << 8) | (x[2] << 16) | ((uint32_t)x[3] << 24);
     }
 }
 
@@ -239,17 +247,18 @@ struct a8_call {
     bool skip;  // found_inf, or a grad_scale no gradient can be divided by
     bool scaled;
     float scale, rscale;
-    bool by_reciprocal;
+    bool power_of_two, by_reciprocal;
 };
 
 __device__ __forceinline__ a8_call a8_call_of(const a8_batch &b) {
-    a8_call c = {false, false, 1.0f, 1.0f, false};
+    a8_call c = {false, false, 1.0f, 1.0f, false, false};
     if (b.found_inf && *b.found_inf != 0.0f) c.skip = true;
     if (b.grad_scale) {
         c.scaled = true;
         c.scale = *b.grad_scale;
         if (!(c.scale > 0.0f) || !a8_isfinite(c.scale)) c.skip = true;
         c.rscale = a8_div(1.0f, c.scale);
+        c.power_of_two = a8_is_power_of_two(c.scale);
         c.by_reciprocal = a8_divides_by_reciprocal(c.scale);
     }
     return c;
@@ -258,11 +267,12 @@ __device__ __forceinline__ a8_call a8_call_of(const a8_batch &b) {
 // Every gradient element divided by the loss scale before anything reads it.
 __device__ __forceinline__ void a8_unscale(const a8_call &c, float g[8]) {
     if (!c.scaled) return;
-    if (!c.by_reciprocal) {  // cold path: a loss scale out of the reciprocal's range
-        for (int j = 0; j < 8; ++j) g[j] = a8_div(g[j], c.scale);
+    if (!c.power_of_two) {  // cold path: a loss scale that is not a power of two
+        for (int j = 0; j < 8; ++j)
+            g[j] = c.by_reciprocal ? a8_div_by(g[j], c.scale, c.rscale) : a8_div(g[j], c.scale);
         return;
     }
-    for (int j = 0; j < 8; ++j) g[j] = a8_div_by(g[j], c.scale, c.rscale);
+    for (int j = 0; j < 8; ++j) g[j] = g[j] * c.rscale;
 }
 
 // ---- the step number and rule 2's scalars, on the device ----
@@ -471,6 +481,64 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __gri
 
 // ---- blockwise 8-bit (rules 1-6) ----
 
+// The codes of a block's new moments, normalised by its maxima: by reciprocal (Markstein's
+// three operations, exact where a8_divides_by_reciprocal says so) or by division.
+template <bool ByReciprocal>
+__device__ __forceinline__ void a8_block_codes(const a8_maps &s, const float m[8], const float v[8],
+                                               float mx1, float mx2, uint8_t c1[8], uint8_t c2[8]) {
+    const float y1 = a8_div(1.0f, mx1), y2 = a8_div(1.0f, mx2);
+    for (int j = 0; j < 8; ++j) {
+        const float q1 = ByReciprocal ? a8_quotient(m[j], mx1, y1) : a8_div(m[j], mx1);
+        const float q2 = ByReciprocal ? a8_quotient(v[j], mx2, y2) : a8_div(v[j], mx2);
+        c1[j] = a8_momentum_code(s.b1, q1, m[j]);
+        c2[j] = a8_variance_code(s.b2, q2);
+    }
+}
+
+// One block of a warp: Full when all 256 elements lie below n and the tensor is aligned for
+// vectors, so that nothing in it branches per element (selects instead: a non-finite gradient's
+// parameter is computed and not stored).
+template <uint32_t D, bool Full>
+__device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_call &call,
+                                                   const a8_tensor &T, const a8_scalars &k,
+                                                   const a8_rounding &r, unsigned long long blk,
+                                                   unsigned long long first, uint32_t lane,
+                                                   uint32_t valid) {
+    const bool vec = T.flags & A8_VECTOR;
+    float g[8], p[8], m[8], v[8];
+    uint32_t graw[8], praw[8];
+    uint8_t c1[8], c2[8];
+    a8_load8<D, Full>(T.g, vec, first, T.n, g, graw);
+    a8_unscale(call, g);
+    a8_load8<D, Full>(T.p, vec, first, T.n, p, praw);
+    a8_load_codes<Full>(T.s1, first, T.n, c1);
+    a8_load_codes<Full>(T.s2, first, T.n, c2);
+    const float old1 = T.a1[blk], old2 = T.a2[blk];
+    float mx1 = 0.0f, mx2 = 0.0f;
+    uint32_t finite = 0;
+    for (int j = 0; j < 8; ++j) {
+        finite |= (uint32_t)a8_moments8(s.q1[c1[j]], s.q2[c2[j]], old1, old2, g[j], k, m[j], v[j]) << j;
+        if (!Full && !((valid >> j) & 1u)) m[j] = v[j] = 0.0f;  // padding: not in absmax
+        mx1 = fmaxf(mx1, fabsf(m[j]));
+        mx2 = fmaxf(mx2, fabsf(v[j]));
+        p[j] = a8_updated_param(p[j], m[j], v[j], k.step_size, k);
+    }
+    finite &= valid;
+    mx1 = a8_warp_max(mx1);
+    mx2 = a8_warp_max(mx2);
+    // Every lane read the old absmax above; __syncwarp orders those reads before the store.
+    __syncwarp();
+    if (lane == 0) { T.a1[blk] = mx1; T.a2[blk] = mx2; }
+    if (a8_divides_by_reciprocal(mx1) && a8_divides_by_reciprocal(mx2))
+        a8_block_codes<true>(s, m, v, mx1, mx2, c1, c2);
+    else
+        a8_block_codes<false>(s, m, v, mx1, mx2, c1, c2);  // cold path: a block maximum out of the reciprocal's range (0 in an all-zero block)
+    a8_store8<D, Full>(T.p, vec, first, T.n, p, praw, finite, r);
+    a8_store_codes<Full>(T.s1, first, T.n, c1);
+    a8_store_codes<Full>(T.s2, first, T.n, c2);
+    a8_count(T, blk, lane, __popc(valid & ~finite));
+}
+
 template <uint32_t D>
 __device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
     const a8_call call = a8_call_of(b);
@@ -483,47 +551,15 @@ __device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
         const a8_scalars &k = walk.scalars();
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
-        const uint32_t valid = a8_valid(first, T.n);
-        if (call.skip) {
+        if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
             a8_skip(T, blk, lane);
             continue;
         }
-        const bool vec = T.flags & A8_VECTOR;
-        float g[8], p[8], m[8], v[8];
-        uint32_t graw[8], praw[8];
-        uint8_t c1[8], c2[8];
-        a8_load8<D>(T.g, vec, first, T.n, g, graw);
-        a8_unscale(call, g);
-        a8_load8<D>(T.p, vec, first, T.n, p, praw);
-        a8_load_codes(T.s1, first, T.n, c1);
-        a8_load_codes(T.s2, first, T.n, c2);
-        const float old1 = T.a1[blk], old2 = T.a2[blk];
-        float mx1 = 0.0f, mx2 = 0.0f;
-        uint32_t finite = 0;
-        unsigned long long bad = 0;
-        for (int j = 0; j < 8; ++j) {
-            if (!((valid >> j) & 1u)) { m[j] = 0.0f; v[j] = 0.0f; continue; }  // padding: not in absmax
-            bool f = a8_moments8(s.q1[c1[j]], s.q2[c2[j]], old1, old2, g[j], k, m[j], v[j]);
-            mx1 = fmaxf(mx1, fabsf(m[j]));
-            mx2 = fmaxf(mx2, fabsf(v[j]));
-            if (f) { finite |= 1u << j; p[j] = a8_updated_param(p[j], m[j], v[j], k.step_size, k); }
-            else bad += 1;
-        }
-        mx1 = a8_warp_max(mx1);
-        mx2 = a8_warp_max(mx2);
-        // Every lane read the old absmax above; __syncwarp orders those reads before the store.
-        __syncwarp();
-        if (lane == 0) { T.a1[blk] = mx1; T.a2[blk] = mx2; }
-        const bool r1 = a8_divides_by_reciprocal(mx1), r2 = a8_divides_by_reciprocal(mx2);
-        const float y1 = a8_div(1.0f, mx1), y2 = a8_div(1.0f, mx2);
-        for (int j = 0; j < 8; ++j) {
-            c1[j] = a8_signed_code(a8_quantize_signed(s.b1, a8_quotient(m[j], mx1, y1, r1)), m[j]);
-            c2[j] = a8_quantize_unsigned(s.b2, a8_quotient(v[j], mx2, y2, r2));
-        }
-        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite, a8_rounding_of(T, walk.t));
-        a8_store_codes(T.s1, first, T.n, c1);
-        a8_store_codes(T.s2, first, T.n, c2);
-        a8_count(T, blk, lane, bad);
+        const a8_rounding r = a8_rounding_of(T, walk.t);
+        if (a8_full(T, blk))
+            a8_blockwise_block<D, true>(s, call, T, k, r, blk, first, lane, 0xFFu);
+        else
+            a8_blockwise_block<D, false>(s, call, T, k, r, blk, first, lane, a8_valid(first, T.n));  // cold path: a partial last block, or a tensor not aligned for vectors
     }
 }
 
@@ -594,6 +630,42 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
     flush();
 }
 
+// One block of the update sweep; Full as for a8_blockwise_block.
+template <uint32_t D, bool Full>
+__device__ __forceinline__ void a8_dynamic_update_block(const a8_maps &s, const a8_call &call,
+                                                        const a8_tensor &T, const a8_scalars &k,
+                                                        const a8_rounding &r,
+                                                        unsigned long long blk,
+                                                        unsigned long long first, uint32_t lane,
+                                                        uint32_t valid) {
+    const a8_aux *a = T.aux;
+    const float step_size = a->update_scale * k.step_size;
+    const float recip1 = a8_div(1.0f, a->max1), recip2 = a8_div(1.0f, a->max2);
+    const bool vec = T.flags & A8_VECTOR;
+    float g[8], p[8];
+    uint32_t graw[8], praw[8];
+    uint8_t c1[8], c2[8];
+    a8_load8<D, Full>(T.g, vec, first, T.n, g, graw);
+    a8_unscale(call, g);
+    a8_load8<D, Full>(T.p, vec, first, T.n, p, praw);
+    a8_load_codes<Full>(T.s1, first, T.n, c1);
+    a8_load_codes<Full>(T.s2, first, T.n, c2);
+    uint32_t finite = 0;
+    for (int j = 0; j < 8; ++j) {
+        float m, v;
+        finite |= (uint32_t)a8_moments8(s.q1[c1[j]], s.q2[c2[j]], a->dec1, a->dec2, g[j], k, m, v) << j;
+        p[j] = a8_updated_param(p[j], m, v, step_size, k);
+        // Codes of padding are not stored.
+        c1[j] = a8_momentum_code(s.b1, m * recip1, m);
+        c2[j] = a8_variance_code(s.b2, v * recip2);
+    }
+    finite &= valid;
+    a8_store8<D, Full>(T.p, vec, first, T.n, p, praw, finite, r);
+    a8_store_codes<Full>(T.s1, first, T.n, c1);
+    a8_store_codes<Full>(T.s2, first, T.n, c2);
+    a8_count(T, blk, lane, __popc(valid & ~finite));
+}
+
 template <uint32_t D>
 __device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
     const a8_call call = a8_call_of(b);
@@ -604,43 +676,17 @@ __device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
         const a8_scalars &k = walk.scalars();
-        const a8_aux *a = T.aux;
-        const float step_size = a->update_scale * k.step_size;
-        const float recip1 = a8_div(1.0f, a->max1), recip2 = a8_div(1.0f, a->max2);
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
-        const uint32_t valid = a8_valid(first, T.n);
-        if (call.skip) {
+        if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
             a8_skip(T, blk, lane);
             continue;
         }
-        const bool vec = T.flags & A8_VECTOR;
-        float g[8], p[8];
-        uint32_t graw[8], praw[8];
-        uint8_t c1[8], c2[8];
-        a8_load8<D>(T.g, vec, first, T.n, g, graw);
-        a8_unscale(call, g);
-        a8_load8<D>(T.p, vec, first, T.n, p, praw);
-        a8_load_codes(T.s1, first, T.n, c1);
-        a8_load_codes(T.s2, first, T.n, c2);
-        uint32_t finite = 0;
-        unsigned long long bad = 0;
-        for (int j = 0; j < 8; ++j) {
-            if (!((valid >> j) & 1u)) continue;
-            float m, v;
-            if (a8_moments8(s.q1[c1[j]], s.q2[c2[j]], a->dec1, a->dec2, g[j], k, m, v)) {
-                finite |= 1u << j;
-                p[j] = a8_updated_param(p[j], m, v, step_size, k);
-            } else {
-                bad += 1;
-            }
-            c1[j] = a8_signed_code(a8_quantize_signed(s.b1, m * recip1), m);
-            c2[j] = a8_quantize_unsigned(s.b2, v * recip2);
-        }
-        a8_store8<D>(T.p, vec, first, T.n, p, praw, finite, a8_rounding_of(T, walk.t));
-        a8_store_codes(T.s1, first, T.n, c1);
-        a8_store_codes(T.s2, first, T.n, c2);
-        a8_count(T, blk, lane, bad);
+        const a8_rounding r = a8_rounding_of(T, walk.t);
+        if (a8_full(T, blk))
+            a8_dynamic_update_block<D, true>(s, call, T, k, r, blk, first, lane, 0xFFu);
+        else
+            a8_dynamic_update_block<D, false>(s, call, T, k, r, blk, first, lane, a8_valid(first, T.n));  // cold path: a partial last block, or a tensor not aligned for vectors
     }
 }
 
@@ -690,7 +736,7 @@ __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
         unsigned long long blk = w - T.first_block;
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         const uint32_t valid = a8_valid(first, T.n);
-        if (call.skip) {
+        if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
             a8_skip(T, blk, lane);
             continue;
         }

@@ -177,50 +177,50 @@ A8_HD uint16_t a8_f32_to_f16_stochastic(float x, uint32_t draw) {
 // The exact nearest code by bucket, as src/qmap does it: a bucket is keyed by the top 16 bits
 // of |x| (8 exponent and 7 mantissa bits), magnitudes below 2^-25 share the first and those of
 // 2.0 and more the last, and no bucket holds more than one midpoint. A bucket's packed entry
-// holds the number of midpoints below it (bits 0-7), whether one lies in it (bit 8) and that
-// midpoint's low 16 bits (bits 16-31: its top 16 are the bucket's key, so comparing the low
-// bits compares the floats). One table lookup per quantization (src/qmap's packed_buckets
-// builds them; the first and last buckets hold no midpoint, so clamping never meets a compare).
+// (src/qmap's packed_buckets) holds a code (bits 0-7), a "never" bit (bit 8) and a threshold
+// (bits 16-31): a magnitude with low 16 bits lo has the code plus one where lo >= threshold
+// and the bit is clear, which one unsigned compare of (lo << 16) | 0xFF against the entry
+// decides (ties to even included). One table lookup and one compare per quantization; the
+// first and last buckets hold no midpoint, so clamping never meets a compare.
 #define A8_KEY_LO 0x3300u
 #define A8_KEY_HI 0x3FFFu
 #define A8_BUCKETS (A8_KEY_HI - A8_KEY_LO + 1)
 
-// The code of a non-negative magnitude (bits of |x|, not NaN): midpoints below it, plus one
-// if it is above its bucket's midpoint, or equal to it with the lower code odd (ties to even).
-A8_HD uint32_t a8_code_of_magnitude(const uint32_t *buckets, uint32_t mag) {
-    uint32_t key = mag >> 16;
-    key = key < A8_KEY_LO ? A8_KEY_LO : key > A8_KEY_HI ? A8_KEY_HI : key;
-    uint32_t e = buckets[key - A8_KEY_LO];
-    // Only a bucket with a midpoint compares, and clamped magnitudes land in buckets without.
-    uint32_t c = e & 0xFFu, lo = mag & 0xFFFFu, mid = e >> 16;
-    uint32_t up = (lo > mid) | ((lo == mid) & c);
-    return c + (((e >> 8) & 1u) & up);
+// The code of the magnitude whose bits are u and whose bucket key is key (u >> 16, without the
+// sign bit where u may be negative; the key of a negative u, NaN and infinity land in the last
+// bucket).
+A8_HD uint32_t a8_code_of_magnitude(const uint32_t *buckets, uint32_t key, uint32_t u) {
+    int b = (int)key - (int)A8_KEY_LO;
+    b = b < 0 ? 0 : b > (int)(A8_BUCKETS - 1) ? (int)(A8_BUCKETS - 1) : b;
+    const uint32_t e = buckets[b];
+    return (e & 0xFFu) + (((u << 16) | 0xFFu) >= e ? 1u : 0u);
 }
 
-// The signed map (first moment) is symmetric about code 127 (0.0): code 254 - k mirrors k, and
-// a magnitude above every negative midpoint is code 0. NaN -> 0.
-A8_HD uint8_t a8_quantize_signed(const uint32_t *buckets, float x) {
-    if (a8_isnan(x)) return 0;
-    uint32_t u = a8_bits(x);
-    uint32_t c = a8_code_of_magnitude(buckets, u & 0x7FFFFFFFu);
-    if (u >> 31) c = c >= 254u ? 0u : 254u - c;
-    return (uint8_t)c;
+// State1's code of q = m / d or m * r with d, r >= +0 (so q has m's sign bit, or is NaN): the
+// nearest code of the signed map, then the sign rule, in one. The signed map is symmetric about
+// code 127 (0.0): code 254 - k mirrors k, and a magnitude above every negative midpoint is code
+// 0; NaN is code 0. The sign rule moves a code whose value has another sign bit than m one step
+// toward m's side (uint8 wrap), so negative or -0.0 momentum never becomes code 127 (+0.0).
+// With q's sign that of m, the rule only turns a mirrored 127 into 126; the magnitude's code c
+// is at least 127 (127 midpoints lie below +0.0), so a negative q's code is 254 - c clamped to
+// [0, 126], and a NaN q (c = 255) gives 0 for a negative m and 255 otherwise, except 1 for a
+// positive m (+inf / inf), where the rule steps up from code 0.
+A8_HD uint8_t a8_momentum_code(const uint32_t *buckets, float q, float m) {
+    const uint32_t u = a8_bits(q);
+    const uint32_t c = a8_code_of_magnitude(buckets, (u >> 16) & 0x7FFFu, u);
+    const int mirrored = 254 - (int)c;
+    const int negative = mirrored < 0 ? 0 : mirrored > 126 ? 126 : mirrored;
+    const uint32_t code = (a8_bits(m) >> 31) ? (uint32_t)negative : c;
+    // A positive m has a q >= +0.0 unless q is NaN.
+    return (uint8_t)(m > 0.0f && !(q >= 0.0f) ? 1u : code);
 }
 
-// The unsigned map (second moment): no midpoint lies below +0.0, so a negative x (or -0.0) is
-// code 0, as NaN is.
-A8_HD uint8_t a8_quantize_unsigned(const uint32_t *buckets, float x) {
-    if (a8_isnan(x) || (a8_bits(x) >> 31)) return 0;
-    return (uint8_t)a8_code_of_magnitude(buckets, a8_bits(x));
-}
-
-// State1's sign rule: a code whose value has another sign bit than m moves one step toward m's
-// side (uint8 wrap), so negative or -0.0 momentum never becomes code 127 (+0.0).
-A8_HD uint8_t a8_signed_code(uint8_t code, float m) {
-    bool code_negative = code < 127;
-    bool m_negative = (a8_bits(m) >> 31) != 0;
-    if (code_negative != m_negative) return m > 0.0f ? (uint8_t)(code + 1u) : (uint8_t)(code - 1u);
-    return code;
+// State2's code: the nearest code of the unsigned map, in which no midpoint lies below +0.0, so a
+// negative x (or -0.0) is code 0, as NaN is.
+A8_HD uint8_t a8_variance_code(const uint32_t *buckets, float x) {
+    const uint32_t u = a8_bits(x);
+    const uint32_t c = a8_code_of_magnitude(buckets, u >> 16, u);
+    return (uint8_t)(u <= 0x7F800000u ? c : 0u);  // +0.0 to +inf
 }
 
 // ---- the per-element math of src/cpu/math.rs ----
@@ -284,11 +284,18 @@ A8_HD float a8_fma(float a, float b, float c) {
 // significands and powers of two among the divisors) and in tests/cuda_math.rs.
 A8_HD bool a8_divides_by_reciprocal(float b) { return b >= 0x1p-75f && b <= 0x1p126f; }
 
-A8_HD float a8_quotient(float a, float b, float y, bool by_reciprocal) {
-    if (!by_reciprocal) return a8_div(a, b);  // cold path: a divisor out of the range
+// RN(a / b) from y = RN(1/b), for b with a8_divides_by_reciprocal(b).
+A8_HD float a8_quotient(float a, float b, float y) {
     float q = a * y;
     float r = a8_fma(-q, b, a);
     return a8_fma(r, y, q);
+}
+
+// A loss scale 2^k whose reciprocal 2^-k is a float too (normal scales: GradScaler's, which only
+// halves and doubles): RN(a / 2^k) = RN(a * 2^-k), one multiplication.
+A8_HD bool a8_is_power_of_two(float b) {
+    const uint32_t u = a8_bits(b);
+    return (u & 0x007FFFFFu) == 0 && u >= 0x00800000u && u < 0x7F800000u;
 }
 
 // RN(a / b) for a divisor used many times (a loss scale), from y = RN(1/b): Markstein's
@@ -298,8 +305,7 @@ A8_HD float a8_div_by(float a, float b, float y) {
     float q = a * y;
     float qa = q < 0.0f ? -q : q, aa = a < 0.0f ? -a : a;
     if (!(qa >= 0x1p-100f && qa <= 0x1p126f && aa >= 0x1p-100f)) return a8_div(a, b);  // cold path: out of range
-    float r = a8_fma(-q, b, a);
-    return a8_fma(r, y, q);
+    return a8_quotient(a, b, y);
 }
 
 // Percentile clipping keeps the squared gradient norms of the last 100 steps (rule 11).

@@ -537,6 +537,30 @@ fn quantizer_division_by_the_reciprocal_gives_the_division_codes() {
             }
         }
     }
+    // Block maxima out of the reciprocal's range (the division route): quotients that are NaN
+    // (0 / 0, inf / inf, NaN / b) or infinite, where the sign rule meets a NaN code.
+    let odd = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::MAX,
+        -f32::MAX,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    for b in [
+        0.0,
+        f32::INFINITY,
+        f32::from_bits(1),
+        1e-30,
+        f32::MAX,
+        f32::NAN,
+    ] {
+        for a in odd.into_iter().chain([f32::NAN, -f32::NAN]) {
+            pairs.push((a, b));
+        }
+    }
     let records: Vec<u8> = pairs
         .iter()
         .flat_map(|(a, b)| a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
@@ -545,11 +569,73 @@ fn quantizer_division_by_the_reciprocal_gives_the_division_codes() {
     let mut o = Out(&out);
     for &(a, b) in &pairs {
         let (s, u) = (o.u8(), o.u8());
-        assert_eq!(s, SIGNED.quantize(a / b), "signed code of {a:e} / {b:e}");
-        assert_eq!(
-            u,
-            UNSIGNED.quantize(a.abs() / b),
-            "unsigned code of |{a:e}| / {b:e}"
-        );
+        let (want_s, want_u) = codes(a, a / b, a.abs() / b);
+        assert_eq!(s, want_s, "signed code of {a:e} / {b:e}");
+        assert_eq!(u, want_u, "unsigned code of |{a:e}| / {b:e}");
     }
+}
+
+/// A power-of-two loss scale divides by one multiplication with its reciprocal (a8_unscale):
+/// for every normal power of two, on gradients across the whole range (subnormal quotients,
+/// ties at the subnormal boundary, infinities, NaN), g * RN(1 / s) is RN(g / s); and nothing
+/// else counts as a power of two.
+#[test]
+fn a_power_of_two_loss_scale_divides_by_its_reciprocal_exactly() {
+    let mut rng = Rng(0x5CA1E);
+    let mut pairs = Vec::new();
+    for e in 1..=254u32 {
+        let s = f32::from_bits(e << 23);
+        for _ in 0..400 {
+            pairs.push((f32::from_bits(rng.next_u64() as u32), s));
+        }
+        for g in [
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NAN,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+        ] {
+            pairs.push((g, s));
+        }
+        // Quotients near and below the smallest normal, where rounding meets the subnormals.
+        for k in 0..64u32 {
+            let q = f32::from_bits(k * 0x0002_0001 + (rng.next_u64() as u32 & 0xFF));
+            pairs.push((q * s, s));
+            pairs.push((f32::from_bits((q * s).to_bits().wrapping_add(1)), s));
+        }
+    }
+    let not_powers = [
+        0.0,
+        -2.0,
+        f32::from_bits(1),
+        f32::from_bits(0x0040_0000),
+        3.0,
+        1234.567,
+        f32::INFINITY,
+        f32::NAN,
+        f32::from_bits((2 << 23) | 1),
+    ];
+    for s in not_powers {
+        pairs.push((1.0, s));
+    }
+    let records: Vec<u8> = pairs
+        .iter()
+        .flat_map(|(a, b)| a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
+        .collect();
+    let out = run(7, pairs.len(), &records);
+    let mut o = Out(&out);
+    for &(g, s) in &pairs {
+        let (power, product) = (o.u8() != 0, f32::from_bits(o.u32()));
+        let want = s > 0.0 && s.is_normal() && s.to_bits() & 0x7F_FFFF == 0;
+        assert_eq!(power, want, "is {s:e} a power of two");
+        if power {
+            let q = g / s;
+            assert!(
+                product.to_bits() == q.to_bits() || (q.is_nan() && product.is_nan()),
+                "{g:e} / {s:e}: {q:e}, times the reciprocal {product:e}"
+            );
+        }
+    }
+    assert!(o.0.is_empty());
 }

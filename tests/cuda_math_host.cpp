@@ -24,11 +24,11 @@ int main() {
         if (!get(count)) return 2;
         for (uint64_t r = 0; r < count; ++r) {
             switch (tag) {
-            case 1: {  // quantizer: x -> signed code with sign rule, unsigned code
+            case 1: {  // quantizer: x -> signed code of x with the sign rule by x, unsigned code
                 float x;
                 if (!get(x)) return 2;
-                put(a8_signed_code(a8_quantize_signed(b1, x), x));
-                put(a8_quantize_unsigned(b2, x));
+                put(a8_momentum_code(b1, x, x));
+                put(a8_variance_code(b2, x));
                 break;
             }
             case 2: {  // conversions: u32 pattern -> f16, bf16 of it; f32 of its low 16 bits
@@ -56,8 +56,8 @@ int main() {
                 put(a8_updated_param(p, m8, v8, k.step_size, k));
                 put(a8_unorm_term(m8, v8, k));
                 // codes after the blockwise normalisation (a division by the scale)
-                put(a8_signed_code(a8_quantize_signed(b1, a8_div(m8, s1)), m8));
-                put(a8_quantize_unsigned(b2, a8_div(v8, s2)));
+                put(a8_momentum_code(b1, a8_div(m8, s1), m8));
+                put(a8_variance_code(b2, a8_div(v8, s2)));
                 float m32 = m, v32 = v;
                 bool a32 = a8_moments32(m32, v32, g, skip != 0, k);
                 put(m32);
@@ -86,10 +86,10 @@ int main() {
             case 5: {  // a block's quantizer division: value, absmax -> both codes
                 float a, b;
                 if (!(get(a) && get(b))) return 2;
-                bool rcp = a8_divides_by_reciprocal(b);
-                float y = a8_div(1.0f, b);
-                put(a8_quantize_signed(b1, a8_quotient(a, b, y, rcp)));
-                put(a8_quantize_unsigned(b2, a8_quotient(a < 0 ? -a : a, b, y, rcp)));
+                const float y = a8_div(1.0f, b), abs_a = a < 0 ? -a : a;
+                const bool rcp = a8_divides_by_reciprocal(b);
+                put(a8_momentum_code(b1, rcp ? a8_quotient(a, b, y) : a8_div(a, b), a));
+                put(a8_variance_code(b2, rcp ? a8_quotient(abs_a, b, y) : a8_div(abs_a, b)));
                 break;
             }
             case 6: {  // rule 19: key, counter -> Philox4x32-10; x, draw -> fp16, bf16
@@ -99,6 +99,13 @@ int main() {
                 for (uint32_t w : ctr) put(w);
                 put(a8_f32_to_f16_stochastic(a8_float(u), draw));
                 put(a8_f32_to_bf16_stochastic(a8_float(u), draw));
+                break;
+            }
+            case 7: {  // a loss scale: g, scale -> whether it is a power of two, g times 1 / scale
+                float g, scale;
+                if (!(get(g) && get(scale))) return 2;
+                put((uint8_t)a8_is_power_of_two(scale));
+                put(g * a8_div(1.0f, scale));
                 break;
             }
             default:

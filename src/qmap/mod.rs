@@ -195,29 +195,37 @@ impl Qmap {
     }
 
     /// The positive half of the bucket table packed one `u32` per bucket, as the CUDA kernels
-    /// look codes up (`a8_code_of_magnitude` in `csrc/adam8bit_math.cuh`): the midpoints below
-    /// the bucket (bits 0-7), whether one lies in it (bit 8) and its low 16 bits (bits 16-31;
-    /// its top 16 are the bucket's key). The negative half is not needed: the signed map
-    /// mirrors about code 127, and no midpoint of the unsigned one is negative.
+    /// look codes up (`a8_code_of_magnitude` in `csrc/adam8bit_math.cuh`): the number of
+    /// midpoints below the bucket (bits 0-7), a "never" bit (8) and a threshold (bits 16-31),
+    /// so that a magnitude whose low 16 bits are `lo` has code `count + 1` exactly when
+    /// `(lo << 16) | 0xFF >= entry`. Where the bucket holds a midpoint (its top 16 bits are the
+    /// bucket's key), the threshold is the midpoint's low bits, plus one where a tie stays on
+    /// the even `count`; where it holds none, or a tie-bound midpoint at its last float, the
+    /// "never" bit makes the compare fail for every magnitude. The negative half is not
+    /// needed: the signed map mirrors about code 127, and no midpoint of the unsigned one is
+    /// negative.
     pub fn packed_buckets(&self) -> [u32; BUCKETS] {
         let mut out = [0u32; BUCKETS];
         for (b, e) in out.iter_mut().enumerate() {
-            let count = self.below[b] as usize;
+            let count = self.below[b] as u32;
             let key = b as u32 + KEY_LO;
             let inside = count < 255 && {
-                let m = self.mids[count].to_bits();
+                let m = self.mids[count as usize].to_bits();
                 m >> KEY_SHIFT == key && m >> 31 == 0
             };
             // The clamped first and last buckets hold no midpoint, so the kernels' compare of
             // low bits never meets a clamped magnitude (checked for both maps in the tests).
             debug_assert!(!inside || (key != KEY_LO && key != KEY_HI));
-            *e = count as u32
-                | (inside as u32) << 8
-                | if inside {
-                    (self.mids[count].to_bits() & 0xFFFF) << 16
-                } else {
-                    0
-                };
+            let threshold = if inside {
+                (self.mids[count as usize].to_bits() & 0xFFFF) + (count & 1 == 0) as u32
+            } else {
+                0x1_0000
+            };
+            *e = if threshold > 0xFFFF {
+                0xFFFF_0000 | 1 << 8 | count
+            } else {
+                threshold << 16 | count
+            };
         }
         out
     }
