@@ -140,8 +140,11 @@ struct a8_rounding {
 
 __device__ __forceinline__ a8_rounding a8_nearest() { return {false, 0, 0, 0, 0}; }
 
+// Stochastic: the kernel is the variant the host launches when a tensor of the launch rounds
+// stochastically; the other variant carries none of its code.
+template <bool Stochastic>
 __device__ __forceinline__ a8_rounding a8_rounding_of(const a8_tensor &T, unsigned long long t) {
-    return {(T.flags & A8_STOCHASTIC) != 0, T.sr_key[0], T.sr_key[1], T.sr_first, t};
+    return {Stochastic && (T.flags & A8_STOCHASTIC) != 0, T.sr_key[0], T.sr_key[1], T.sr_first, t};
 }
 
 template <uint32_t dtype>
@@ -539,7 +542,7 @@ __device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_ca
     a8_count(T, blk, lane, __popc(valid & ~finite));
 }
 
-template <uint32_t D>
+template <uint32_t D, bool Stochastic>
 __device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
     const a8_call call = a8_call_of(b);
     __shared__ a8_maps s;
@@ -555,7 +558,7 @@ __device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
             a8_skip(T, blk, lane);
             continue;
         }
-        const a8_rounding r = a8_rounding_of(T, walk.t);
+        const a8_rounding r = a8_rounding_of<Stochastic>(T, walk.t);
         if (a8_full(T, blk))
             a8_blockwise_block<D, true>(s, call, T, k, r, blk, first, lane, 0xFFu);
         else
@@ -666,7 +669,7 @@ __device__ __forceinline__ void a8_dynamic_update_block(const a8_maps &s, const 
     a8_count(T, blk, lane, __popc(valid & ~finite));
 }
 
-template <uint32_t D>
+template <uint32_t D, bool Stochastic>
 __device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
     const a8_call call = a8_call_of(b);
     __shared__ a8_maps s;
@@ -682,7 +685,7 @@ __device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
             a8_skip(T, blk, lane);
             continue;
         }
-        const a8_rounding r = a8_rounding_of(T, walk.t);
+        const a8_rounding r = a8_rounding_of<Stochastic>(T, walk.t);
         if (a8_full(T, blk))
             a8_dynamic_update_block<D, true>(s, call, T, k, r, blk, first, lane, 0xFFu);
         else
@@ -724,7 +727,7 @@ __device__ __forceinline__ void a8_fp32_reduce_sweep(const a8_batch &b) {
     }
 }
 
-template <uint32_t D>
+template <uint32_t D, bool Stochastic>
 __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
     const a8_call call = a8_call_of(b);
     const uint32_t lane = threadIdx.x % 32;
@@ -758,7 +761,7 @@ __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
                 p[j] = a8_updated_param(p[j], m[j], v[j], step_size, k);
             }
         }
-        a8_store8<D>(T.p, vec, first, T.n, p, praw, active, a8_rounding_of(T, walk.t));
+        a8_store8<D>(T.p, vec, first, T.n, p, praw, active, a8_rounding_of<Stochastic>(T, walk.t));
         a8_store8<A8_F32>(T.s1, true, first, T.n, m, mraw, 0xFFu, a8_nearest());
         a8_store8<A8_F32>(T.s2, true, first, T.n, v, vraw, 0xFFu, a8_nearest());
         a8_count(T, blk, lane, bad);
@@ -766,24 +769,32 @@ __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
 }
 
 // ---- the sweeps, one kernel per dtype (the host launches each tensor's): no dtype branch in
-// their loops ----
+// their loops; the 16-bit updates also as _sr, with rule 19's stochastic rounding, which the
+// host launches when a tensor of the launch asks for it ----
 
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f32(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_bf16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_BF16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f32(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F32>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_bf16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f32(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F32, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16_sr(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F16, true>(b); }
+// Without a minimum of 2 CTAs, ptxas gives this one 80 registers and an 8-byte spill (nvcc 13.0).
+extern "C" __global__ void __launch_bounds__(256, 2) a8_blockwise_bf16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_BF16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_bf16_sr(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_BF16, true>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f32(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_BF16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f32(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F32>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f32(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F32, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16_sr(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_BF16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16_sr(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_BF16, true>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f32(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F16>(b); }
 // Without a minimum of 3 CTAs, ptxas gives this one 64 registers and a 4-byte spill (nvcc 13.0).
 extern "C" __global__ void __launch_bounds__(256, 3) a8_fp32_reduce_bf16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_BF16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f32(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F32>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_bf16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_BF16>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f32(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F32, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_f16_sr(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_F16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_bf16(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_BF16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_fp32_update_bf16_sr(const __grid_constant__ a8_batch b) { a8_fp32_update_sweep<A8_BF16, true>(b); }

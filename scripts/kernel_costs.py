@@ -121,12 +121,12 @@ def main():
                 if best is None or span[1] - span[0] > best[1] - best[0]:
                     best = span
         cells = ["", "", ""]
-        if best and re.search(r"_(f32|f16|bf16)$", name):
+        if best and re.search(r"_(f32|f16|bf16)(_sr)?$", name):
             body = [i for i in instrs if best[0] <= i[0] <= best[1]]
             slow = slow_path_calls(body)
             hot = [i for i in body
                    if i[0] not in slow and not any(l in cold.get(f, ()) for f, l in i[2])]
-            dtype = name.rsplit("_", 1)[1]
+            dtype = re.search(r"_(f32|f16|bf16)(_sr)?$", name).group(1)
             budget = SMS * CLOCK_HZ * ISSUE_PER_SM / (0.9 * PEAK_BYTES / BYTES[dtype])
             cells = [str(len(body)), f"{len(hot) / 8:.0f}",
                      f"{budget:.0f}" if name.startswith("a8_blockwise") else ""]

@@ -40,15 +40,32 @@ const WARPS_PER_CTA: u64 = (THREADS / 32) as u64;
 /// A sweep kernel per dtype of the tensors it steps (indexed by `abi::F32`, `F16`, `BF16`).
 type PerDtype = [sys::CUfunction; 3];
 
+/// An update sweep per dtype, as it rounds 16-bit parameters: to nearest only, or also
+/// stochastically (the `_sr` kernels, which carry rule 19's code; fp32 has one kernel).
+struct Updates {
+    nearest: PerDtype,
+    stochastic: PerDtype,
+}
+
+impl Updates {
+    fn pick(&self, stochastic: bool, d: usize) -> sys::CUfunction {
+        if stochastic {
+            self.stochastic[d]
+        } else {
+            self.nearest[d]
+        }
+    }
+}
+
 /// The kernels.
 struct Kernels {
     grad_norm: PerDtype,
     finalize_clip: sys::CUfunction,
-    blockwise: PerDtype,
+    blockwise: Updates,
     dynamic_reduce: PerDtype,
-    dynamic_update: PerDtype,
+    dynamic_update: Updates,
     fp32_reduce: PerDtype,
-    fp32_update: PerDtype,
+    fp32_update: Updates,
     finalize_update: sys::CUfunction,
 }
 
@@ -150,21 +167,31 @@ impl Backend {
                 f(&format!("{name}_bf16"))?,
             ])
         };
+        let updates = |name: &str| -> Result<Updates> {
+            Ok(Updates {
+                nearest: sweep(name)?,
+                stochastic: [
+                    f(&format!("{name}_f32"))?,
+                    f(&format!("{name}_f16_sr"))?,
+                    f(&format!("{name}_bf16_sr"))?,
+                ],
+            })
+        };
         let kernels = Kernels {
             grad_norm: sweep("a8_grad_norm")?,
             finalize_clip: f("a8_finalize_clip")?,
-            blockwise: sweep("a8_blockwise")?,
+            blockwise: updates("a8_blockwise")?,
             dynamic_reduce: sweep("a8_dynamic_reduce")?,
-            dynamic_update: sweep("a8_dynamic_update")?,
+            dynamic_update: updates("a8_dynamic_update")?,
             fp32_reduce: sweep("a8_fp32_reduce")?,
-            fp32_update: sweep("a8_fp32_update")?,
+            fp32_update: updates("a8_fp32_update")?,
             finalize_update: f("a8_finalize_update")?,
         };
         let sms = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u64;
         // SAFETY: a valid function handle and block size.
         let resident = unsafe {
             result::occupancy::max_active_block_per_multiprocessor(
-                kernels.blockwise[abi::F32 as usize],
+                kernels.blockwise.nearest[abi::F32 as usize],
                 THREADS as i32,
                 0,
             )
@@ -338,23 +365,25 @@ impl Backend {
         };
         let k = &self.kernels;
         let (flags, d) = (b.t[0].flags, b.t[0].dtype as usize);
+        let tensors = &b.t[..b.count as usize];
+        let stochastic = tensors.iter().any(|t| t.flags & abi::STOCHASTIC != 0);
         if flags & abi::CLIP != 0 {
             go(k.grad_norm[d], sweep)?;
             go(k.finalize_clip, finalize)?;
         }
         match path {
-            Path::Blockwise8 => go(k.blockwise[d], sweep),
+            Path::Blockwise8 => go(k.blockwise.pick(stochastic, d), sweep),
             Path::Dynamic8 => {
                 go(k.dynamic_reduce[d], sweep)?;
                 go(k.finalize_update, finalize)?;
-                go(k.dynamic_update[d], sweep)
+                go(k.dynamic_update.pick(stochastic, d), sweep)
             }
             Path::Fp32 => {
                 if flags & abi::UNORM != 0 {
                     go(k.fp32_reduce[d], sweep)?;
                     go(k.finalize_update, finalize)?;
                 }
-                go(k.fp32_update[d], sweep)
+                go(k.fp32_update.pick(stochastic, d), sweep)
             }
         }
     }
