@@ -12,6 +12,7 @@
 
 #ifdef __CUDACC__
 #define A8_HD __host__ __device__ __forceinline__
+#include <cuda_fp16.h>
 #else
 #include <math.h>
 #include <string.h>
@@ -67,7 +68,14 @@ A8_HD uint16_t a8_f32_to_bf16(float x) {
     return (uint16_t)((u + 0x7FFFu + lsb) >> 16);
 }
 
+// On the device the fp16 conversions are the hardware's (cvt.f32.f16, exact; cvt.rn.f16.f32,
+// correctly rounded to nearest even, subnormal halves included: one instruction each where the
+// integer form takes about 20); NaN, whose payload the hardware does not keep, is narrowed by
+// the integer form there too. The host (and tests/cuda_math.rs) runs the integer form.
 A8_HD float a8_f16_to_f32(uint16_t h) {
+#ifdef __CUDA_ARCH__
+    return __half2float(__ushort_as_half(h));
+#else
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1Fu;
     uint32_t man = h & 0x3FFu;
@@ -81,6 +89,7 @@ A8_HD float a8_f16_to_f32(uint16_t h) {
         e -= 1;
     }
     return a8_float(sign | (e << 23) | ((man & 0x3FFu) << 13));
+#endif
 }
 
 A8_HD uint16_t a8_f32_to_f16(float x) {
@@ -89,6 +98,9 @@ A8_HD uint16_t a8_f32_to_f16(float x) {
     uint32_t exp = (u >> 23) & 0xFFu;
     uint32_t man = u & 0x7FFFFFu;
     if (exp == 0xFFu) return (uint16_t)(sign | 0x7C00u | (man ? 0x0200u | (man >> 13) : 0u));
+#ifdef __CUDA_ARCH__
+    return __half_as_ushort(__float2half_rn(x));
+#else
     int e = (int)exp - 127 + 15;
     if (e >= 0x1F) return (uint16_t)(sign | 0x7C00u);
     uint32_t shift;  // dropped mantissa bits of the 24-bit significand
@@ -108,6 +120,7 @@ A8_HD uint16_t a8_f32_to_f16(float x) {
     // Ties to even; a carry out of the mantissa correctly bumps the exponent (up to infinity).
     uint32_t up = (rest > half || (rest == half && (kept & 1u))) ? 1u : 0u;
     return (uint16_t)(sign | (base + kept + up));
+#endif
 }
 
 // ---- stochastic rounding (DECISIONS rule 19; src/rounding.rs holds the same definition) ----
