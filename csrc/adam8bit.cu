@@ -132,18 +132,20 @@ __device__ __forceinline__ void a8_load8(const void *base, bool vec, unsigned lo
 
 // How a store rounds to a 16-bit dtype: to nearest (rule 14), or stochastically (rule 19) with
 // the draws of a tensor whose element 0 is element `first` of its full tensor, at step t.
+// Variant: whether the kernel is the _sr one, in which stochastic may be true.
+template <bool Variant>
 struct a8_rounding {
     bool stochastic;
     uint32_t k0, k1;
     unsigned long long first, t;
 };
 
-__device__ __forceinline__ a8_rounding a8_nearest() { return {false, 0, 0, 0, 0}; }
+__device__ __forceinline__ a8_rounding<false> a8_nearest() { return {false, 0, 0, 0, 0}; }
 
 // Stochastic: the kernel is the variant the host launches when a tensor of the launch rounds
 // stochastically; the other variant carries none of its code.
 template <bool Stochastic>
-__device__ __forceinline__ a8_rounding a8_rounding_of(const a8_tensor &T, unsigned long long t) {
+__device__ __forceinline__ a8_rounding<Stochastic> a8_rounding_of(const a8_tensor &T, unsigned long long t) {
     return {Stochastic && (T.flags & A8_STOCHASTIC) != 0, T.sr_key[0], T.sr_key[1], T.sr_first, t};
 }
 
@@ -154,15 +156,31 @@ __device__ __forceinline__ uint32_t a8_encode(float x, bool stochastic, uint32_t
     return stochastic ? a8_f32_to_bf16_stochastic(x, draw) : a8_f32_to_bf16(x);
 }
 
+template <uint32_t dtype>
+__device__ __forceinline__ uint32_t a8_pack_pair(float lo, float hi) {
+    return dtype == A8_F16 ? a8_f32x2_to_f16x2(lo, hi) : a8_f32x2_to_bf16x2(lo, hi);
+}
+
+// Element j of quad q of a lane's 8: rounded to the dtype where its bit in `mask` is set, else
+// the raw bits it was loaded with.
+template <uint32_t dtype>
+__device__ __forceinline__ void a8_encode_quad(const float x[4], const uint32_t raw[8], uint32_t mask,
+                                               int q, bool stochastic, const uint32_t draw[4],
+                                               uint32_t bits[4]) {
+    for (int j = 0; j < 4; ++j)
+        bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode<dtype>(x[j], stochastic, draw[j])
+                                             : a8_raw_at<dtype>(raw, 4 * q + j);
+}
+
 // Stores the elements below n: those whose bit in `mask` is set rounded to the dtype, the
 // others as the raw bits they were loaded with (so a whole quad goes out as one vector; the
 // scalar path stores only the masked ones). A quad starts at a multiple of 4 of the full
 // tensor, so one Philox call gives its four draws. Full: as for a8_load8.
-template <uint32_t dtype, bool Full = false>
+template <uint32_t dtype, bool Full = false, bool Variant>
 __device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long long first,
                                           unsigned long long n, const float in[8],
                                           const uint32_t raw[8], uint32_t mask,
-                                          const a8_rounding &r) {
+                                          const a8_rounding<Variant> &r) {
     const bool stochastic = dtype != A8_F32 && r.stochastic;
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
@@ -175,10 +193,27 @@ __device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long lo
             draw[3] = (uint32_t)(r.t >> 32);
             a8_philox(r.k0, r.k1, draw);
         }
+        const float *x = in + 4 * q;
         uint32_t bits[4];
-        for (int j = 0; j < 4; ++j)
-            bits[j] = (mask >> (4 * q + j)) & 1u ? a8_encode<dtype>(in[4 * q + j], stochastic, draw[j])
-                                                 : a8_raw_at<dtype>(raw, 4 * q + j);
+        // A 16-bit quad whose four elements are all rounded to nearest and none is NaN converts
+        // in pairs; the _sr kernels round every element on its own.
+        bool paired = false;
+        if (dtype != A8_F32 && !Variant) {
+            bool nan = false;
+            for (int j = 0; j < 4; ++j) nan |= !(x[j] == x[j]);
+            paired = ((mask >> (4 * q)) & 0xFu) == 0xFu && !nan;
+        }
+        if (paired) {
+            const uint32_t w0 = a8_pack_pair<dtype>(x[0], x[1]), w1 = a8_pack_pair<dtype>(x[2], x[3]);
+            bits[0] = w0 & 0xFFFFu;
+            bits[1] = w0 >> 16;
+            bits[2] = w1 & 0xFFFFu;
+            bits[3] = w1 >> 16;
+        } else if (dtype == A8_F32 || Variant) {
+            a8_encode_quad<dtype>(x, raw, mask, q, stochastic, draw, bits);
+        } else {  // cold path: a 16-bit quad with an element to keep (a non-finite gradient, past n) or a NaN
+            a8_encode_quad<dtype>(x, raw, mask, q, false, draw, bits);
+        }
         if (!Full && !(vec && e + 4 <= n)) {  // cold path: an unaligned or partial quad
             for (int j = 0; j < 4; ++j) {
                 if (e + j >= n || !((mask >> (4 * q + j)) & 1u)) continue;
@@ -501,10 +536,10 @@ __device__ __forceinline__ void a8_block_codes(const a8_maps &s, const float m[8
 // One block of a warp: Full when all 256 elements lie below n and the tensor is aligned for
 // vectors, so that nothing in it branches per element (selects instead: a non-finite gradient's
 // parameter is computed and not stored).
-template <uint32_t D, bool Full>
+template <uint32_t D, bool Full, bool Variant>
 __device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_call &call,
                                                    const a8_tensor &T, const a8_scalars &k,
-                                                   const a8_rounding &r, unsigned long long blk,
+                                                   const a8_rounding<Variant> &r, unsigned long long blk,
                                                    unsigned long long first, uint32_t lane,
                                                    uint32_t valid) {
     const bool vec = T.flags & A8_VECTOR;
@@ -542,28 +577,35 @@ __device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_ca
     a8_count(T, blk, lane, __popc(valid & ~finite));
 }
 
-template <uint32_t D, bool Stochastic>
-__device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
-    const a8_call call = a8_call_of(b);
-    __shared__ a8_maps s;
-    a8_stage_maps(s, b.maps);
+// One pass of a warp over its blocks, doing those that take the Full route or those that do not.
+// Two passes instead of one branch per block keep the compiler from merging the routes' code.
+template <uint32_t D, bool Stochastic, bool Full>
+__device__ __forceinline__ void a8_blockwise_pass(const a8_batch &b, const a8_maps &s,
+                                                  const a8_call &call) {
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
-        const a8_scalars &k = walk.scalars();
         unsigned long long blk = w - T.first_block;
+        if (a8_full(T, blk) != Full) continue;
+        const a8_scalars &k = walk.scalars();
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
             a8_skip(T, blk, lane);
             continue;
         }
-        const a8_rounding r = a8_rounding_of<Stochastic>(T, walk.t);
-        if (a8_full(T, blk))
-            a8_blockwise_block<D, true>(s, call, T, k, r, blk, first, lane, 0xFFu);
-        else
-            a8_blockwise_block<D, false>(s, call, T, k, r, blk, first, lane, a8_valid(first, T.n));  // cold path: a partial last block, or a tensor not aligned for vectors
+        a8_blockwise_block<D, Full>(s, call, T, k, a8_rounding_of<Stochastic>(T, walk.t), blk, first,
+                                    lane, Full ? 0xFFu : a8_valid(first, T.n));
     }
+}
+
+template <uint32_t D, bool Stochastic>
+__device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
+    __shared__ a8_maps s;
+    a8_stage_maps(s, b.maps);
+    a8_blockwise_pass<D, Stochastic, true>(b, s, call);
+    a8_blockwise_pass<D, Stochastic, false>(b, s, call);  // cold path: partial last blocks, tensors not aligned for vectors
 }
 
 // ---- non-blockwise 8-bit (rule 10): reduction pass, finalize, update pass ----
@@ -634,10 +676,10 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
 }
 
 // One block of the update sweep; Full as for a8_blockwise_block.
-template <uint32_t D, bool Full>
+template <uint32_t D, bool Full, bool Variant>
 __device__ __forceinline__ void a8_dynamic_update_block(const a8_maps &s, const a8_call &call,
                                                         const a8_tensor &T, const a8_scalars &k,
-                                                        const a8_rounding &r,
+                                                        const a8_rounding<Variant> &r,
                                                         unsigned long long blk,
                                                         unsigned long long first, uint32_t lane,
                                                         uint32_t valid) {
@@ -669,28 +711,34 @@ __device__ __forceinline__ void a8_dynamic_update_block(const a8_maps &s, const 
     a8_count(T, blk, lane, __popc(valid & ~finite));
 }
 
-template <uint32_t D, bool Stochastic>
-__device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
-    const a8_call call = a8_call_of(b);
-    __shared__ a8_maps s;
-    a8_stage_maps(s, b.maps);
+// As a8_blockwise_pass.
+template <uint32_t D, bool Stochastic, bool Full>
+__device__ __forceinline__ void a8_dynamic_update_pass(const a8_batch &b, const a8_maps &s,
+                                                       const a8_call &call) {
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
         const a8_tensor &T = b.t[walk.owner(w)];
-        const a8_scalars &k = walk.scalars();
         unsigned long long blk = w - T.first_block;
+        if (a8_full(T, blk) != Full) continue;
+        const a8_scalars &k = walk.scalars();
         unsigned long long first = blk * A8_BLOCK + lane * 4;
         if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
             a8_skip(T, blk, lane);
             continue;
         }
-        const a8_rounding r = a8_rounding_of<Stochastic>(T, walk.t);
-        if (a8_full(T, blk))
-            a8_dynamic_update_block<D, true>(s, call, T, k, r, blk, first, lane, 0xFFu);
-        else
-            a8_dynamic_update_block<D, false>(s, call, T, k, r, blk, first, lane, a8_valid(first, T.n));  // cold path: a partial last block, or a tensor not aligned for vectors
+        a8_dynamic_update_block<D, Full>(s, call, T, k, a8_rounding_of<Stochastic>(T, walk.t), blk,
+                                         first, lane, Full ? 0xFFu : a8_valid(first, T.n));
     }
+}
+
+template <uint32_t D, bool Stochastic>
+__device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
+    const a8_call call = a8_call_of(b);
+    __shared__ a8_maps s;
+    a8_stage_maps(s, b.maps);
+    a8_dynamic_update_pass<D, Stochastic, true>(b, s, call);
+    a8_dynamic_update_pass<D, Stochastic, false>(b, s, call);  // cold path: partial last blocks, tensors not aligned for vectors
 }
 
 // ---- 32-bit (rule 9): optional reduction for max_unorm, then the update ----

@@ -12,6 +12,7 @@
 
 #ifdef __CUDACC__
 #define A8_HD __host__ __device__ __forceinline__
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #else
 #include <math.h>
@@ -60,12 +61,19 @@ A8_HD bool a8_isnan(float x) { return (a8_bits(x) & 0x7FFFFFFFu) > 0x7F800000u; 
 // 6.2, and a8_f32_to_bf16 and a8_f32_to_f16 quiet every NaN they narrow).
 A8_HD float a8_bf16_to_f32(uint16_t h) { return a8_float((uint32_t)h << 16); }
 
+// On the device the narrowing is the hardware's (cvt.rn.bf16.f32, sm_80 and later: one instruction
+// for the integer form's five); a NaN, whose payload the hardware does not keep, is narrowed by
+// the integer form there too.
 A8_HD uint16_t a8_f32_to_bf16(float x) {
     uint32_t u = a8_bits(x);
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);
+#ifdef __CUDA_ARCH__
+    return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+#else
     // Round half to even on the 16 dropped bits; a carry into the exponent gives infinity.
     uint32_t lsb = (u >> 16) & 1u;
     return (uint16_t)((u + 0x7FFFu + lsb) >> 16);
+#endif
 }
 
 // On the device the fp16 conversions are the hardware's (cvt.f32.f16, exact; cvt.rn.f16.f32,
@@ -120,6 +128,26 @@ A8_HD uint16_t a8_f32_to_f16(float x) {
     // Ties to even; a carry out of the mantissa correctly bumps the exponent (up to infinity).
     uint32_t up = (rest > half || (rest == half && (kept & 1u))) ? 1u : 0u;
     return (uint16_t)(sign | (base + kept + up));
+#endif
+}
+
+// Two values that are not NaN, rounded to nearest even and packed with `lo` in the low half: a
+// quad's store takes them in pairs, on the device one cvt.rn.{bf16x2,f16x2}.f32 per pair.
+A8_HD uint32_t a8_f32x2_to_bf16x2(float lo, float hi) {
+#ifdef __CUDA_ARCH__
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return (uint32_t)__bfloat16_as_ushort(h.x) | ((uint32_t)__bfloat16_as_ushort(h.y) << 16);
+#else
+    return (uint32_t)a8_f32_to_bf16(lo) | ((uint32_t)a8_f32_to_bf16(hi) << 16);
+#endif
+}
+
+A8_HD uint32_t a8_f32x2_to_f16x2(float lo, float hi) {
+#ifdef __CUDA_ARCH__
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return (uint32_t)__half_as_ushort(h.x) | ((uint32_t)__half_as_ushort(h.y) << 16);
+#else
+    return (uint32_t)a8_f32_to_f16(lo) | ((uint32_t)a8_f32_to_f16(hi) << 16);
 #endif
 }
 

@@ -1,11 +1,14 @@
 """Prints the CUDA kernels' static cost table (see scripts/kernel-costs.sh).
 
-The instructions of a sweep's persistent loop (its longest backward branch) are split by the
-line table: those whose inline stack touches a source block marked "cold path" (the scalar
-code for an unaligned or partial quad, subnormal halves), the calls to CUDA's out-of-line
-slow paths with their argument set-up, and the rest, the path an aligned full block takes.
-The loop handles 8 elements per lane, so hot / 8 is the issue count per element that the
-budget is set against.
+The instructions of a sweep's persistent loop (of its loops, the one with the most code not
+marked cold: the Full route's pass) are split by the line table: those whose inline stack
+touches a source block marked "cold path" (the block a line ending in that comment opens, or
+that line itself if it opens none: the scalar code for an unaligned or partial quad, subnormal
+halves, a NaN to narrow), the calls to CUDA's out-of-line slow paths with their argument
+set-up, and the rest, the path an aligned full block takes. The loop handles 8 elements per
+lane, so hot / 8 is the issue count per element that the budget is set against. The line table
+is the compiler's: code it shares between a hot and a cold route carries one route's lines,
+which is why the sweeps keep the Full route in a pass of its own.
 """
 import re
 import sys
@@ -17,7 +20,8 @@ REGS_PER_SM, THREADS_PER_SM, CTAS_PER_SM, SMEM_PER_SM, SMEM_RESERVED = 65536, 20
 
 
 def cold_lines(paths):
-    """Every line of a block whose first line says "cold path", by file."""
+    """Every line of a block whose first line says "cold path" (or that line, if it opens no
+    block), by file."""
     cold = {}
     for path in paths:
         lines = open(path).read().split("\n")
@@ -25,9 +29,15 @@ def cold_lines(paths):
         for i, line in enumerate(lines):
             if "cold path" not in line:
                 continue
-            depth = line.count("{") - line.count("}")
+            # "} else {  // cold path": the block is the one that line opens.
+            code = line.split("//")[0].strip()
+            code = code[1:] if code.startswith("}") else code
+            depth = code.count("{") - code.count("}")
+            # A line that opens the block holds its condition, which the hot route evaluates
+            # too; a line that opens none is itself the cold code (a call).
             j = i
-            marked.add(j + 1)
+            if depth <= 0:
+                marked.add(j + 1)
             while depth > 0 and j + 1 < len(lines):
                 j += 1
                 depth += lines[j].count("{") - lines[j].count("}")
@@ -60,16 +70,6 @@ def kernels(sass):
     return out
 
 
-def loop(instrs):
-    spans = []
-    labels = {}
-    for a, text, _ in instrs:
-        m = re.search(r"BRA[^`]*`\((\.L_x_\d+)\)", text)
-        if m:
-            labels.setdefault(m.group(1), []).append(a)
-    return spans, labels
-
-
 def slow_path_calls(body):
     """Addresses of the calls to CUDA's out-of-line slow paths (a correctly rounded division or
     square root whose operands need special handling) and of their argument set-up: the
@@ -85,6 +85,12 @@ def slow_path_calls(body):
         slow.update(x[0] for x in body[j:k + 1])
     return slow
 
+
+def hot_path(body, cold):
+    """The number of instructions of `body` (a loop) outside cold code and slow-path calls."""
+    slow = slow_path_calls(body)
+    return sum(1 for a, _, st in body
+               if a not in slow and not any(l in cold.get(f, ()) for f, l in st))
 
 def main():
     res, sass_path, *sources = sys.argv[1:]
@@ -113,22 +119,24 @@ def main():
         warp_regs = -(-max(regs, 1) * 32 // 256) * 256
         ctas = min(CTAS_PER_SM, THREADS_PER_SM // 256, REGS_PER_SM // (warp_regs * 8),
                    SMEM_PER_SM // (shared + SMEM_RESERVED))
-        best = None
+        # The persistent loop: of the loops (backward branches), the one with the most
+        # instructions from code not marked cold.
+        best, most = None, -1
         for a, text, _ in instrs:
             m = re.search(r"BRA[^`]*`\((\.L_x_\d+)\)", text)
             if m and label_at.get(m.group(1), a + 1) < a:
                 span = (label_at[m.group(1)], a)
-                if best is None or span[1] - span[0] > best[1] - best[0]:
-                    best = span
+                warm = sum(1 for x, _, st in instrs if span[0] <= x <= span[1]
+                           and not any(l in cold.get(f, ()) for f, l in st))
+                if warm > most:
+                    best, most = span, warm
         cells = ["", "", ""]
         if best and re.search(r"_(f32|f16|bf16)(_sr)?$", name):
             body = [i for i in instrs if best[0] <= i[0] <= best[1]]
-            slow = slow_path_calls(body)
-            hot = [i for i in body
-                   if i[0] not in slow and not any(l in cold.get(f, ()) for f, l in i[2])]
+            hot = hot_path(body, cold)
             dtype = re.search(r"_(f32|f16|bf16)(_sr)?$", name).group(1)
             budget = SMS * CLOCK_HZ * ISSUE_PER_SM / (0.9 * PEAK_BYTES / BYTES[dtype])
-            cells = [str(len(body)), f"{len(hot) / 8:.0f}",
+            cells = [str(len(body)), f"{hot / 8:.0f}",
                      f"{budget:.0f}" if name.startswith("a8_blockwise") else ""]
         print(f"| {name} | {regs} | {stack} | {shared} | {ctas} | " + " | ".join(cells) + " |")
 

@@ -27,4 +27,12 @@ inline __half __float2half_rn(float x) {
     return h;
 }
 
+struct __half2 {
+    __half x, y;
+};
+
+inline __half2 __floats2half2_rn(float lo, float hi) {
+    return __half2{__float2half_rn(lo), __float2half_rn(hi)};
+}
+
 #endif
