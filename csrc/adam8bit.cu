@@ -267,9 +267,11 @@ __device__ __forceinline__ void a8_store_codes(void *base, unsigned long long fi
 
 // ---- warp reductions ----
 
+// The largest x of the warp, where every x lies in [+0.0, +inf] (a maximum of fabsf values
+// taken by fmaxf from +0.0, which drops NaN): such floats order as their bits do as unsigned
+// integers, so one redux.sync does what five shuffles and maxima did.
 __device__ __forceinline__ float a8_warp_max(float x) {
-    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xFFFFFFFFu, x, o));
-    return x;
+    return __uint_as_float(__reduce_max_sync(0xFFFFFFFFu, __float_as_uint(x)));
 }
 
 // Fixed-order warp sum: every lane ends with the same value, computed by the same tree.
@@ -358,12 +360,12 @@ __device__ __forceinline__ void a8_clear_next(a8_aux *a, uint32_t slot) {
 // The end of an update sweep's block: the warp's non-finite count into this call's slot; the
 // warp that owns the tensor's first block records the step and clears the other slot.
 __device__ __forceinline__ void a8_count(const a8_tensor &T, unsigned long long blk, uint32_t lane,
-                                         unsigned long long bad) {
-    bad = a8_warp_sum(bad);
+                                         uint32_t bad) {
+    bad = __reduce_add_sync(0xFFFFFFFFu, bad);  // at most 256
     if (lane != 0) return;
     a8_aux *a = T.aux;
     const uint32_t slot = a8_slot(T);
-    if (bad) atomicAdd(&a->nonfinite[slot], bad);
+    if (bad) atomicAdd(&a->nonfinite[slot], (unsigned long long)bad);
     if (blk == 0) {
         a->step[slot] = a->step[slot ^ 1u] + 1;
         a8_clear_next(a, slot);
@@ -799,8 +801,7 @@ __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
         a8_load8<D>(T.p, vec, first, T.n, p, praw);
         a8_load8<A8_F32>(T.s1, true, first, T.n, m, mraw);
         a8_load8<A8_F32>(T.s2, true, first, T.n, v, vraw);
-        uint32_t active = 0;
-        unsigned long long bad = 0;
+        uint32_t active = 0, bad = 0;
         for (int j = 0; j < 8; ++j) {
             if (!((valid >> j) & 1u)) continue;
             bad += !a8_isfinite(g[j]);
