@@ -105,6 +105,9 @@ pub const BUCKETS: usize = (KEY_HI - KEY_LO + 1) as usize;
 pub struct Qmap {
     /// The 256 code values, ascending.
     pub values: [f32; 256],
+    /// Byte j (little-endian) of every code value: the table of `values` as four byte planes,
+    /// which the AVX-512 VBMI kernels look up with byte permutes, 64 codes at a time.
+    pub value_bytes: [[u8; 256]; 4],
     /// `mids[k]` separates codes k and k+1; `mids[255]` is NaN so that no compare selects 256.
     pub mids: [f32; 256],
     /// Per sign (positive buckets first), how many midpoints lie below the bucket; then 3
@@ -145,8 +148,10 @@ impl Qmap {
             debug_assert!(count + 1 >= 255 || real_mids[count + 1] > highest);
             *slot = count.min(255) as u8;
         }
+        let value_bytes = std::array::from_fn(|j| values.map(|v| v.to_le_bytes()[j]));
         let mut q = Qmap {
             values,
+            value_bytes,
             mids,
             below,
             signed,

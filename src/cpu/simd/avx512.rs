@@ -1,14 +1,56 @@
-//! [`Lanes`] for AVX-512F: 16 lanes, mask registers.
+//! [`Lanes`] for AVX-512F: 16 lanes, mask registers; with `VBMI`, byte permutes decode codes.
 
 use std::arch::x86_64::*;
 
+use super::lanes::{decode_by_lookup, BLOCK};
 use super::Lanes;
+use crate::qmap::Qmap;
 
+/// `VBMI`: the CPU also has AVX-512 VBMI (`vpermb`, `vpermi2b`), and the kernel is compiled
+/// with it.
 #[derive(Clone, Copy)]
-pub struct Avx512;
+pub struct Avx512<const VBMI: bool>;
 
-// SAFETY: only instantiated by kernels compiled with `avx512f` after runtime detection.
-unsafe impl Lanes for Avx512 {
+/// Byte p = 16L + 4r + t of a group of 64 codes, reordered, is code 16r + 4L + t: the byte and
+/// word unpacks of [`decode64`] interleave within 128-bit lanes L, and this order makes their
+/// output r hold codes 16r..16r+16 in order. (The map is its own inverse.)
+static UNPACK_ORDER: [u8; 64] = {
+    let mut order = [0u8; 64];
+    let mut p = 0;
+    while p < 64 {
+        let (lane, r, t) = (p / 16, (p / 4) % 4, p % 4);
+        order[p] = (16 * r + 4 * lane + t) as u8;
+        p += 1;
+    }
+    order
+};
+
+/// The values of 64 codes: per byte plane of the table, two 128-entry byte permutes and a blend
+/// on the code's bit 7, then the four planes interleaved into floats.
+#[inline(always)]
+unsafe fn decode64(q: &Qmap, codes: *const u8, out: *mut f32) {
+    let order = _mm512_loadu_si512(UNPACK_ORDER.as_ptr().cast());
+    let c = _mm512_permutexvar_epi8(order, _mm512_loadu_si512(codes.cast()));
+    let upper = _mm512_movepi8_mask(c);
+    let plane = |j: usize| {
+        let t: *const u8 = q.value_bytes[j].as_ptr();
+        let row = |k: usize| _mm512_loadu_si512(t.add(64 * k).cast());
+        let low = _mm512_permutex2var_epi8(row(0), c, row(1));
+        let high = _mm512_permutex2var_epi8(row(2), c, row(3));
+        _mm512_mask_blend_epi8(upper, low, high)
+    };
+    let (b0, b1, b2, b3) = (plane(0), plane(1), plane(2), plane(3));
+    let (w01, w23) = (_mm512_unpacklo_epi8(b0, b1), _mm512_unpacklo_epi8(b2, b3));
+    let (x01, x23) = (_mm512_unpackhi_epi8(b0, b1), _mm512_unpackhi_epi8(b2, b3));
+    _mm512_storeu_si512(out.cast(), _mm512_unpacklo_epi16(w01, w23));
+    _mm512_storeu_si512(out.add(16).cast(), _mm512_unpackhi_epi16(w01, w23));
+    _mm512_storeu_si512(out.add(32).cast(), _mm512_unpacklo_epi16(x01, x23));
+    _mm512_storeu_si512(out.add(48).cast(), _mm512_unpackhi_epi16(x01, x23));
+}
+
+// SAFETY: only instantiated by kernels compiled with `avx512f` (and, for `VBMI`, `avx512vbmi`)
+// after runtime detection.
+unsafe impl<const VBMI: bool> Lanes for Avx512<VBMI> {
     const N: usize = 16;
     type F = __m512;
     type I = __m512i;
@@ -69,6 +111,16 @@ unsafe impl Lanes for Avx512 {
         let h0 = _mm512_mask_blend_ps(b6, q0, q1);
         let h1 = _mm512_mask_blend_ps(b6, q2, q3);
         _mm512_mask_blend_ps(b7, h0, h1)
+    }
+    #[inline(always)]
+    unsafe fn decode_block(q: &Qmap, codes: *const u8, out: *mut f32) {
+        if VBMI {
+            for i in (0..BLOCK).step_by(64) {
+                decode64(q, codes.add(i), out.add(i));
+            }
+        } else {
+            decode_by_lookup::<Self>(q, codes, out);
+        }
     }
     #[inline(always)]
     unsafe fn lookup16(table: *const f32, idx: __m512i) -> __m512 {

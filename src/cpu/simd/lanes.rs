@@ -1,6 +1,12 @@
 //! The vector operations the generic kernels need, one implementation per ISA. Masks are the
 //! ISA's own (AVX-512 mask registers, AVX2 all-ones lanes). Integer lanes are 32-bit.
 
+use crate::config::BLOCKSIZE;
+use crate::qmap::Qmap;
+
+/// The elements of a block.
+pub const BLOCK: usize = BLOCKSIZE as usize;
+
 /// A vector of `N` f32 / i32 lanes.
 ///
 /// # Safety
@@ -32,6 +38,11 @@ pub unsafe trait Lanes: Copy {
     /// Gathers by default; an ISA with wide register permutes overrides it.
     unsafe fn lookup256(table: *const f32, idx: Self::I) -> Self::F {
         Self::as_f(Self::gather(table, idx))
+    }
+    /// The values in `q` of the [`BLOCK`] codes at `codes`, into `out` ([`BLOCK`] floats): by
+    /// [`Lanes::lookup256`] one vector at a time, unless the ISA does better.
+    unsafe fn decode_block(q: &Qmap, codes: *const u8, out: *mut f32) {
+        decode_by_lookup::<Self>(q, codes, out)
     }
     /// `table[idx]` per lane for 16- and 32-entry tables (indices in range), by permutes.
     unsafe fn lookup16(table: *const f32, idx: Self::I) -> Self::F;
@@ -88,4 +99,18 @@ pub unsafe trait Lanes: Copy {
     /// IEEE binary16 bits to f32 (exact) and f32 to binary16 bits (round to nearest even).
     unsafe fn f16_to_f32(a: Self::I) -> Self::F;
     unsafe fn f32_to_f16(a: Self::F) -> Self::I;
+}
+
+/// [`Lanes::decode_block`] by [`Lanes::lookup256`], one vector at a time.
+///
+/// # Safety
+/// As for [`Lanes`]'s methods.
+#[inline(always)]
+pub unsafe fn decode_by_lookup<S: Lanes>(q: &Qmap, codes: *const u8, out: *mut f32) {
+    for i in (0..BLOCK).step_by(S::N) {
+        S::store(
+            out.add(i),
+            S::lookup256(q.values.as_ptr(), S::load_u8(codes.add(i))),
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Explicit SIMD for the CPU sweeps (blockwise and non-blockwise 8-bit, 32-bit): generic kernels
 //! written against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes), AVX2 (8 lanes)
-//! and, on AArch64, NEON (4 lanes). The ISA is chosen at run time (`is_x86_feature_detected!`,
+//! (with VBMI's byte permutes for decoding where the CPU has them) and, on AArch64, NEON (4 lanes). The ISA is chosen at run time (`is_x86_feature_detected!`,
 //! `is_aarch64_feature_detected!`); tests can force any available
 //! level with [`force_isa`]. Every lane does exactly the scalar operations of `math.rs` in the
 //! same order (no FMA, correctly rounded `/` and `sqrt`), so all levels are bit-identical.
@@ -36,11 +36,19 @@ pub enum Isa {
     Avx2,
     Avx512,
     Neon,
+    /// AVX-512 with VBMI's byte permutes (Ice Lake, Zen 4 and later).
+    Avx512Vbmi,
 }
 
 impl Isa {
     /// In discriminant order.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+    pub const ALL: [Isa; 5] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Neon,
+        Isa::Avx512Vbmi,
+    ];
 
     /// Whether this CPU can run the level.
     pub fn available(self) -> bool {
@@ -59,6 +67,8 @@ impl Isa {
                     && is_x86_feature_detected!("avx512dq")
                     && is_x86_feature_detected!("popcnt")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vbmi => Isa::Avx512.available() && is_x86_feature_detected!("avx512vbmi"),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             _ => false,
@@ -77,7 +87,7 @@ static CHOSEN: AtomicU8 = AtomicU8::new(0);
 pub fn isa() -> Isa {
     match CHOSEN.load(Ordering::Relaxed) {
         0 => {
-            let best = [Isa::Avx512, Isa::Avx2, Isa::Neon]
+            let best = [Isa::Avx512Vbmi, Isa::Avx512, Isa::Avx2, Isa::Neon]
                 .into_iter()
                 .find(|i| i.available())
                 .unwrap_or(Isa::Scalar);
@@ -125,6 +135,8 @@ pub(crate) trait Kernel {
 pub(crate) unsafe fn run<K: Kernel>(isa: Isa, kernel: &K) -> Option<K::Out> {
     match isa {
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vbmi => Some(run_avx512_vbmi(kernel)),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => Some(run_avx512(kernel)),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => Some(run_avx2(kernel)),
@@ -135,9 +147,15 @@ pub(crate) unsafe fn run<K: Kernel>(isa: Isa, kernel: &K) -> Option<K::Out> {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vbmi,popcnt")]
+unsafe fn run_avx512_vbmi<K: Kernel>(kernel: &K) -> K::Out {
+    kernel.run::<avx512::Avx512<true>>()
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,popcnt")]
 unsafe fn run_avx512<K: Kernel>(kernel: &K) -> K::Out {
-    kernel.run::<avx512::Avx512>()
+    kernel.run::<avx512::Avx512<false>>()
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -79,11 +79,27 @@ pub unsafe fn moments<S: Lanes>(
     old2: S::F,
     gf: S::F,
 ) -> (S::F, S::F, S::M) {
+    let q1 = S::lookup256(c.signed.values.as_ptr(), S::load_u8(s1));
+    let q2 = S::lookup256(c.unsigned.values.as_ptr(), S::load_u8(s2));
+    moments_of::<S>(c, q1, q2, old1, old2, gf)
+}
+
+/// [`moments`] of the decoded code values `q1`, `q2`.
+///
+/// # Safety
+/// `S`'s ISA must be enabled.
+#[inline(always)]
+pub unsafe fn moments_of<S: Lanes>(
+    c: &Consts<S>,
+    q1: S::F,
+    q2: S::F,
+    old1: S::F,
+    old2: S::F,
+    gf: S::F,
+) -> (S::F, S::F, S::M) {
     let zero = S::splat(0.0);
     let finite = S::finite(gf);
     let gam = S::mul(gf, c.gnorm);
-    let q2 = S::lookup256(c.unsigned.values.as_ptr(), S::load_u8(s2));
-    let q1 = S::lookup256(c.signed.values.as_ptr(), S::load_u8(s1));
     let v = S::add(
         S::mul(S::mul(q2, old2), c.beta2),
         S::mul(S::mul(c.om2, gam), gam),
