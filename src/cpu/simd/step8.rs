@@ -192,15 +192,53 @@ pub unsafe fn store_codes<S: Lanes>(
     scaled: Option<(S::F, S::F)>,
     exact: impl FnOnce() -> (S::F, S::F),
 ) {
-    let fast = c.linear.zip(scaled).and_then(|((l1, l2), (x1, x2))| {
-        let (c1, unsure1) = quantize_linear::<S>(c.signed, l1, x1);
-        let (c2, unsure2) = quantize_linear::<S>(c.unsigned, l2, x2);
-        (S::count(S::or_m(unsure1, unsure2)) == 0).then_some((c1, c2))
-    });
-    let (c1, c2) = fast.unwrap_or_else(|| {
-        let (x1, x2) = exact();
-        (quantize::<S>(c.signed, x1), quantize::<S>(c.unsigned, x2))
-    });
+    let (c1, c2) = match c.linear.zip(scaled) {
+        Some(((l1, l2), (x1, x2))) => {
+            let (c1, unsure1) = quantize_linear::<S>(c.signed, l1, x1);
+            let (c2, unsure2) = quantize_linear::<S>(c.unsigned, l2, x2);
+            if S::count(S::or_m(unsure1, unsure2)) == 0 {
+                (c1, c2)
+            } else {
+                let (x1, x2) = exact();
+                (
+                    requantize_unsure::<S>(c.signed, c1, unsure1, x1),
+                    requantize_unsure::<S>(c.unsigned, c2, unsure2, x2),
+                )
+            }
+        }
+        None => {
+            let (x1, x2) = exact();
+            (quantize::<S>(c.signed, x1), quantize::<S>(c.unsigned, x2))
+        }
+    };
     S::store_u8(s1, signed_code::<S>(c1, m));
     S::store_u8(s2, c2);
+}
+
+/// `codes` with the lanes set in `unsure` replaced by `q.quantize` of `x`, one lane at a time:
+/// the linear route leaves a lane or two of a vector unsure now and then, and the scalar bucket
+/// quantizer costs less for those than the vector one's gathers do for all lanes.
+///
+/// # Safety
+/// `S`'s ISA must be enabled.
+#[inline(always)]
+unsafe fn requantize_unsure<S: Lanes>(q: &Qmap, codes: S::I, unsure: S::M, x: S::F) -> S::I {
+    const MAX_LANES: usize = 16;
+    debug_assert!(S::N <= MAX_LANES);
+    if S::count(unsure) == 0 {
+        return codes;
+    }
+    let (mut c, mut xs, mut flag) = ([0i32; MAX_LANES], [0f32; MAX_LANES], [0i32; MAX_LANES]);
+    S::store(c.as_mut_ptr().cast(), S::as_f(codes));
+    S::store(xs.as_mut_ptr(), x);
+    S::store(
+        flag.as_mut_ptr().cast(),
+        S::as_f(S::select_i(unsure, S::splat_i(1), S::splat_i(0))),
+    );
+    for l in 0..S::N {
+        if flag[l] != 0 {
+            c[l] = q.quantize(xs[l]) as i32;
+        }
+    }
+    S::as_i(S::load(c.as_ptr().cast()))
 }
