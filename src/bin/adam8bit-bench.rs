@@ -1,4 +1,4 @@
-//! `cargo run --release --bin adam8bit-bench [-- --quick] [--isa scalar|avx2|avx512|neon]`: the CPU step against the machine's
+//! `cargo run --release --bin adam8bit-bench [-- --quick] [--isa scalar|avx2|avx512|avx512vbmi|neon]`: the CPU step against the machine's
 //! memory speed (issue 7). In one run: the in-place read-modify-write bandwidth
 //! (`a[i] += s*b[i]`, 12 bytes per element) at each thread count, then `bnb_adam8bit_step` for
 //! fp32/bf16/fp16 parameters at 2^20, 2^24, 2^26 elements (8-bit blockwise states; at the
