@@ -1,9 +1,10 @@
 //! Explicit SIMD for the CPU sweeps (blockwise and non-blockwise 8-bit, 32-bit): generic kernels
-//! written against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes), AVX2 (8 lanes)
-//! (with VBMI's byte permutes for decoding where the CPU has them) and, on AArch64, NEON (4 lanes). The ISA is chosen at run time (`is_x86_feature_detected!`,
-//! `is_aarch64_feature_detected!`); tests can force any available
-//! level with [`force_isa`]. Every lane does exactly the scalar operations of `math.rs` in the
-//! same order (no FMA, correctly rounded `/` and `sqrt`), so all levels are bit-identical.
+//! written against the small [`Lanes`] trait, instantiated for AVX-512 (16 lanes; a second level
+//! adds VBMI's byte permutes for decoding), AVX2 (8 lanes) and, on AArch64, NEON (4 lanes). The
+//! ISA is chosen at run time (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`); tests
+//! can force any available level with [`force_isa`]. Every lane does exactly the scalar
+//! operations of `math.rs` in the same order (no FMA, correctly rounded `/` and `sqrt`), so all
+//! levels are bit-identical.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
