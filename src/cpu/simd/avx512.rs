@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::lanes::{decode_by_lookup, BLOCK};
+use super::lanes::BLOCK;
 use super::Lanes;
 use crate::qmap::Qmap;
 
@@ -113,14 +113,18 @@ unsafe impl<const VBMI: bool> Lanes for Avx512<VBMI> {
         _mm512_mask_blend_ps(b7, h0, h1)
     }
     #[inline(always)]
-    unsafe fn decode_block(q: &Qmap, codes: *const u8, out: *mut f32) {
-        if VBMI {
-            for i in (0..BLOCK).step_by(64) {
+    unsafe fn decode_block(q: &Qmap, codes: *const u8, out: *mut f32) -> bool {
+        // Without VBMI the permute tree too runs faster as a sweep of its own (the kernel alone:
+        // 1.66 -> 1.54 ns per element on Zen 4).
+        for i in (0..BLOCK).step_by(if VBMI { 64 } else { Self::N }) {
+            if VBMI {
                 decode64(q, codes.add(i), out.add(i));
+            } else {
+                let idx = Self::load_u8(codes.add(i));
+                Self::store(out.add(i), Self::lookup256(q.values.as_ptr(), idx));
             }
-        } else {
-            decode_by_lookup::<Self>(q, codes, out);
         }
+        true
     }
     #[inline(always)]
     unsafe fn lookup16(table: *const f32, idx: __m512i) -> __m512 {

@@ -10,7 +10,7 @@
 //! redone exactly (true division, bucket quantizer), so the codes are rule 1's, bit for bit.
 
 use super::element::VecElement;
-use super::step8::{moments_of, store_codes, update_param, Consts};
+use super::step8::{decode, moments_of, store_codes, update_param, Consts};
 use super::{run, Isa, Kernel, Lanes};
 use crate::config::BLOCKSIZE;
 use crate::rounding::Rounding;
@@ -120,15 +120,20 @@ unsafe fn block<S: Lanes, P: VecElement>(
     let zero = S::splat(0.0);
     let (mut acc1, mut acc2) = (zero, zero);
     let mut finite_lanes = 0u32;
-    // The buffers hold the decoded codes first, then the new moments in their place.
-    S::decode_block(c.signed, s1, m_buf.as_mut_ptr());
-    S::decode_block(c.unsigned, s2, v_buf.as_mut_ptr());
+    // Where the ISA decodes whole blocks, the buffers hold the decoded codes first, then the new
+    // moments in their place.
+    let decoded = S::decode_block(c.signed, s1, m_buf.as_mut_ptr())
+        && S::decode_block(c.unsigned, s2, v_buf.as_mut_ptr());
     for i in (0..BLOCK).step_by(S::N) {
         let gf = c.grad::<P>(g.add(i));
-        let (q1, q2) = (
-            S::load(m_buf.as_ptr().add(i)),
-            S::load(v_buf.as_ptr().add(i)),
-        );
+        let (q1, q2) = if decoded {
+            (
+                S::load(m_buf.as_ptr().add(i)),
+                S::load(v_buf.as_ptr().add(i)),
+            )
+        } else {
+            decode::<S>(c, s1.add(i), s2.add(i))
+        };
         let (m, v, finite) = moments_of::<S>(c, q1, q2, old1, old2, gf);
         S::store(m_buf.as_mut_ptr().add(i), m);
         S::store(v_buf.as_mut_ptr().add(i), v);

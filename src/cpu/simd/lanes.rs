@@ -39,10 +39,13 @@ pub unsafe trait Lanes: Copy {
     unsafe fn lookup256(table: *const f32, idx: Self::I) -> Self::F {
         Self::as_f(Self::gather(table, idx))
     }
-    /// The values in `q` of the [`BLOCK`] codes at `codes`, into `out` ([`BLOCK`] floats): by
-    /// [`Lanes::lookup256`] one vector at a time, unless the ISA does better.
-    unsafe fn decode_block(q: &Qmap, codes: *const u8, out: *mut f32) {
-        decode_by_lookup::<Self>(q, codes, out)
+    /// For an ISA that decodes a whole block faster than a vector at a time: the values in `q`
+    /// of the [`BLOCK`] codes at `codes` into `out` ([`BLOCK`] floats), and true. The default
+    /// does nothing and returns false: the caller then looks codes up per vector with
+    /// [`Lanes::lookup256`] (a block's worth of gathers in a row also overflows valgrind's
+    /// translation storage).
+    unsafe fn decode_block(_q: &Qmap, _codes: *const u8, _out: *mut f32) -> bool {
+        false
     }
     /// `table[idx]` per lane for 16- and 32-entry tables (indices in range), by permutes.
     unsafe fn lookup16(table: *const f32, idx: Self::I) -> Self::F;
@@ -99,18 +102,4 @@ pub unsafe trait Lanes: Copy {
     /// IEEE binary16 bits to f32 (exact) and f32 to binary16 bits (round to nearest even).
     unsafe fn f16_to_f32(a: Self::I) -> Self::F;
     unsafe fn f32_to_f16(a: Self::F) -> Self::I;
-}
-
-/// [`Lanes::decode_block`] by [`Lanes::lookup256`], one vector at a time.
-///
-/// # Safety
-/// As for [`Lanes`]'s methods.
-#[inline(always)]
-pub unsafe fn decode_by_lookup<S: Lanes>(q: &Qmap, codes: *const u8, out: *mut f32) {
-    for i in (0..BLOCK).step_by(S::N) {
-        S::store(
-            out.add(i),
-            S::lookup256(q.values.as_ptr(), S::load_u8(codes.add(i))),
-        );
-    }
 }

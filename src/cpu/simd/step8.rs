@@ -79,9 +79,20 @@ pub unsafe fn moments<S: Lanes>(
     old2: S::F,
     gf: S::F,
 ) -> (S::F, S::F, S::M) {
-    let q1 = S::lookup256(c.signed.values.as_ptr(), S::load_u8(s1));
-    let q2 = S::lookup256(c.unsigned.values.as_ptr(), S::load_u8(s2));
+    let (q1, q2) = decode::<S>(c, s1, s2);
     moments_of::<S>(c, q1, q2, old1, old2, gf)
+}
+
+/// The values of the `N` codes at `s1` (signed map) and `s2` (unsigned map).
+///
+/// # Safety
+/// `S`'s ISA must be enabled; `s1`, `s2` valid for `N` bytes.
+#[inline(always)]
+pub unsafe fn decode<S: Lanes>(c: &Consts<S>, s1: *const u8, s2: *const u8) -> (S::F, S::F) {
+    (
+        S::lookup256(c.signed.values.as_ptr(), S::load_u8(s1)),
+        S::lookup256(c.unsigned.values.as_ptr(), S::load_u8(s2)),
+    )
 }
 
 /// [`moments`] of the decoded code values `q1`, `q2`.
