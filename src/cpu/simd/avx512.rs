@@ -2,9 +2,11 @@
 
 use std::arch::x86_64::*;
 
-use super::lanes::BLOCK;
 use super::Lanes;
+use crate::config::BLOCKSIZE;
 use crate::qmap::Qmap;
+
+const BLOCK: usize = BLOCKSIZE as usize;
 
 /// `VBMI`: the CPU also has AVX-512 VBMI (`vpermb`, `vpermi2b`), and the kernel is compiled
 /// with it.

@@ -1,11 +1,7 @@
 //! The vector operations the generic kernels need, one implementation per ISA. Masks are the
 //! ISA's own (AVX-512 mask registers, AVX2 all-ones lanes). Integer lanes are 32-bit.
 
-use crate::config::BLOCKSIZE;
 use crate::qmap::Qmap;
-
-/// The elements of a block.
-pub const BLOCK: usize = BLOCKSIZE as usize;
 
 /// A vector of `N` f32 / i32 lanes.
 ///
@@ -40,7 +36,8 @@ pub unsafe trait Lanes: Copy {
         Self::as_f(Self::gather(table, idx))
     }
     /// For an ISA that decodes a whole block faster than a vector at a time: the values in `q`
-    /// of the [`BLOCK`] codes at `codes` into `out` ([`BLOCK`] floats), and true. The default
+    /// of the block of [`BLOCKSIZE`](crate::config::BLOCKSIZE) codes at `codes` into `out` (as
+    /// many floats), and true. The default
     /// does nothing and returns false: the caller then looks codes up per vector with
     /// [`Lanes::lookup256`] (a block's worth of gathers in a row also overflows valgrind's
     /// translation storage).
