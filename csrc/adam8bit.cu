@@ -579,37 +579,6 @@ __device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_ca
     a8_count(T, blk, lane, __popc(valid & ~finite));
 }
 
-// One pass of a warp over its blocks, doing those that take the Full route or those that do not.
-// Two passes instead of one branch per block keep the compiler from merging the routes' code.
-template <uint32_t D, bool Stochastic, bool Full>
-__device__ __forceinline__ void a8_blockwise_pass(const a8_batch &b, const a8_maps &s,
-                                                  const a8_call &call) {
-    const uint32_t lane = threadIdx.x % 32;
-    a8_walk walk(b, a8_warp_id());
-    for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const a8_tensor &T = b.t[walk.owner(w)];
-        unsigned long long blk = w - T.first_block;
-        if (a8_full(T, blk) != Full) continue;
-        const a8_scalars &k = walk.scalars();
-        unsigned long long first = blk * A8_BLOCK + lane * 4;
-        if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
-            a8_skip(T, blk, lane);
-            continue;
-        }
-        a8_blockwise_block<D, Full>(s, call, T, k, a8_rounding_of<Stochastic>(T, walk.t), blk, first,
-                                    lane, Full ? 0xFFu : a8_valid(first, T.n));
-    }
-}
-
-template <uint32_t D, bool Stochastic>
-__device__ __forceinline__ void a8_blockwise_sweep(const a8_batch &b) {
-    const a8_call call = a8_call_of(b);
-    __shared__ a8_maps s;
-    a8_stage_maps(s, b.maps);
-    a8_blockwise_pass<D, Stochastic, true>(b, s, call);
-    a8_blockwise_pass<D, Stochastic, false>(b, s, call);  // cold path: partial last blocks, tensors not aligned for vectors
-}
-
 // ---- non-blockwise 8-bit (rule 10): reduction pass, finalize, update pass ----
 
 template <uint32_t D>
@@ -713,10 +682,27 @@ __device__ __forceinline__ void a8_dynamic_update_block(const a8_maps &s, const 
     a8_count(T, blk, lane, __popc(valid & ~finite));
 }
 
-// As a8_blockwise_pass.
-template <uint32_t D, bool Stochastic, bool Full>
-__device__ __forceinline__ void a8_dynamic_update_pass(const a8_batch &b, const a8_maps &s,
-                                                       const a8_call &call) {
+// ---- the two 8-bit update sweeps: their blocks in two passes ----
+
+// What a pass does with a block: a8_blockwise_block or a8_dynamic_update_block.
+struct a8_blockwise_route {
+    template <uint32_t D, bool Full, class... Args>
+    static __device__ __forceinline__ void block(const Args &...args) {
+        a8_blockwise_block<D, Full>(args...);
+    }
+};
+struct a8_dynamic_update_route {
+    template <uint32_t D, bool Full, class... Args>
+    static __device__ __forceinline__ void block(const Args &...args) {
+        a8_dynamic_update_block<D, Full>(args...);
+    }
+};
+
+// One pass of a warp over its blocks, doing those that take the Full route or those that do not.
+// Two passes instead of one branch per block keep the compiler from merging the routes' code.
+template <class Route, uint32_t D, bool Stochastic, bool Full>
+__device__ __forceinline__ void a8_update_pass(const a8_batch &b, const a8_maps &s,
+                                               const a8_call &call) {
     const uint32_t lane = threadIdx.x % 32;
     a8_walk walk(b, a8_warp_id());
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
@@ -729,18 +715,18 @@ __device__ __forceinline__ void a8_dynamic_update_pass(const a8_batch &b, const 
             a8_skip(T, blk, lane);
             continue;
         }
-        a8_dynamic_update_block<D, Full>(s, call, T, k, a8_rounding_of<Stochastic>(T, walk.t), blk,
-                                         first, lane, Full ? 0xFFu : a8_valid(first, T.n));
+        Route::template block<D, Full>(s, call, T, k, a8_rounding_of<Stochastic>(T, walk.t), blk,
+                                       first, lane, Full ? 0xFFu : a8_valid(first, T.n));
     }
 }
 
-template <uint32_t D, bool Stochastic>
-__device__ __forceinline__ void a8_dynamic_update_sweep(const a8_batch &b) {
+template <class Route, uint32_t D, bool Stochastic>
+__device__ __forceinline__ void a8_update_sweep(const a8_batch &b) {
     const a8_call call = a8_call_of(b);
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
-    a8_dynamic_update_pass<D, Stochastic, true>(b, s, call);
-    a8_dynamic_update_pass<D, Stochastic, false>(b, s, call);  // cold path: partial last blocks, tensors not aligned for vectors
+    a8_update_pass<Route, D, Stochastic, true>(b, s, call);
+    a8_update_pass<Route, D, Stochastic, false>(b, s, call);  // cold path: partial last blocks, tensors not aligned for vectors
 }
 
 // ---- 32-bit (rule 9): optional reduction for max_unorm, then the update ----
@@ -824,20 +810,20 @@ __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f32(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_bf16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_BF16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f32(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F32, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16_sr(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_F16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f32(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_F32, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_F16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_F16, true>(b); }
 // Without a minimum of 2 CTAs, ptxas gives this one 80 registers and an 8-byte spill (nvcc 13.0).
-extern "C" __global__ void __launch_bounds__(256, 2) a8_blockwise_bf16(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_BF16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_bf16_sr(const __grid_constant__ a8_batch b) { a8_blockwise_sweep<A8_BF16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256, 2) a8_blockwise_bf16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_BF16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_bf16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_BF16, true>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f32(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_BF16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f32(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F32, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16_sr(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_F16, true>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_BF16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16_sr(const __grid_constant__ a8_batch b) { a8_dynamic_update_sweep<A8_BF16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f32(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_F32, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_F16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_F16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_BF16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_BF16, true>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f32(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F16>(b); }
 // Without a minimum of 3 CTAs, ptxas gives this one 64 registers and a 4-byte spill (nvcc 13.0).
