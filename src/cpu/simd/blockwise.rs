@@ -6,8 +6,9 @@
 //! Requantization takes the linear route (`Qmap::quantize_linear`) on `m * fl(1/absmax)`, a
 //! multiply instead of rule 1's division: the route's answer holds for every input within
 //! `SLACK_ULPS` of its own, and `fl(m * fl(1/a))` is within 2 ulps of `fl(m / a)` whenever
-//! `fl(1/a)` is finite (or `a` is 0: both are NaN then). A vector with any unsure lane is
-//! redone exactly (true division, bucket quantizer), so the codes are rule 1's, bit for bit.
+//! `fl(1/a)` is finite (or `a` is 0: both are NaN then). The unsure lanes of a vector are
+//! redone exactly (true division, the scalar bucket quantizer), so the codes are rule 1's, bit
+//! for bit.
 
 use super::element::VecElement;
 use super::step8::{decode, moments_of, store_codes, update_param, Consts};

@@ -37,10 +37,9 @@ pub unsafe trait Lanes: Copy {
     }
     /// For an ISA that decodes a whole block faster than a vector at a time: the values in `q`
     /// of the block of [`BLOCKSIZE`](crate::config::BLOCKSIZE) codes at `codes` into `out` (as
-    /// many floats), and true. The default
-    /// does nothing and returns false: the caller then looks codes up per vector with
-    /// [`Lanes::lookup256`] (a block's worth of gathers in a row also overflows valgrind's
-    /// translation storage).
+    /// many floats), and true. The default does nothing and returns false: the caller then
+    /// looks codes up per vector with [`Lanes::lookup256`] (a block's worth of gathers in a
+    /// row also overflows valgrind's translation storage).
     unsafe fn decode_block(_q: &Qmap, _codes: *const u8, _out: *mut f32) -> bool {
         false
     }
