@@ -232,20 +232,28 @@ __device__ __forceinline__ void a8_store8(void *base, bool vec, unsigned long lo
     }
 }
 
-// Codes: every quad starts at a multiple of 4 bytes of a code array the library allocated.
+// Codes: every quad starts at a multiple of 4 bytes of a code array the library allocated. They
+// stay packed, a word per quad, until a8_code_at takes one out where it indexes a table.
 template <bool Full = false>
 __device__ __forceinline__ void a8_load_codes(const void *base, unsigned long long first,
-                                              unsigned long long n, uint8_t out[8]) {
+                                              unsigned long long n, uint32_t out[2]) {
     const uint8_t *c = static_cast<const uint8_t *>(base);
     for (int q = 0; q < 2; ++q) {
         unsigned long long e = first + 128ull * q;
         if (!Full && e + 4 > n) {  // cold path: a partial quad
-            for (int j = 0; j < 4; ++j) out[4 * q + j] = e + j < n ? c[e + j] : 0;
+            uint32_t w = 0;
+            for (int j = 0; j < 4; ++j) w |= (e + j < n ? (uint32_t)c[e + j] : 0u) << (8 * j);
+            out[q] = w;
             continue;
         }
-        const uint32_t w = *reinterpret_cast<const uint32_t *>(c + e);
-        for (int j = 0; j < 4; ++j) out[4 * q + j] = (uint8_t)(w >> (8 * j));
+        out[q] = *reinterpret_cast<const uint32_t *>(c + e);
     }
+}
+
+// Code j of a lane's 8, by one byte permute (prmt). Taken out as a byte (shift and mask), nvcc
+// scales and masks it again before adding the table's address: one instruction more per decode.
+__device__ __forceinline__ uint32_t a8_code_at(const uint32_t w[2], int j) {
+    return __byte_perm(w[j >> 2], 0, 0x4440u + (uint32_t)(j & 3));
 }
 
 template <bool Full = false>
@@ -357,19 +365,25 @@ __device__ __forceinline__ void a8_clear_next(a8_aux *a, uint32_t slot) {
     a->new_max2[slot ^ 1u] = 0;
 }
 
-// The end of an update sweep's block: the warp's non-finite count into this call's slot; the
-// warp that owns the tensor's first block records the step and clears the other slot.
+// A warp's count of non-finite gradients into this call's slot, by one lane.
+template <class Count>
+__device__ __forceinline__ void a8_add_nonfinite(a8_aux *a, uint32_t slot, Count bad) {
+    if (bad) atomicAdd(&a->nonfinite[slot], (unsigned long long)bad);
+}
+
+// By the warp that owns a tensor's first block, once: this call's step; the other slot cleared.
+__device__ __forceinline__ void a8_record_step(a8_aux *a, uint32_t slot) {
+    a->step[slot] = a->step[slot ^ 1u] + 1;
+    a8_clear_next(a, slot);
+}
+
+// The end of a 32-bit update block: its non-finite count, and the step where it is the first.
 __device__ __forceinline__ void a8_count(const a8_tensor &T, unsigned long long blk, uint32_t lane,
                                          uint32_t bad) {
     bad = __reduce_add_sync(0xFFFFFFFFu, bad);  // at most 256
     if (lane != 0) return;
-    a8_aux *a = T.aux;
-    const uint32_t slot = a8_slot(T);
-    if (bad) atomicAdd(&a->nonfinite[slot], (unsigned long long)bad);
-    if (blk == 0) {
-        a->step[slot] = a->step[slot ^ 1u] + 1;
-        a8_clear_next(a, slot);
-    }
+    a8_add_nonfinite(T.aux, a8_slot(T), bad);
+    if (blk == 0) a8_record_step(T.aux, a8_slot(T));
 }
 
 // A skipped call leaves the step and the count as the previous call did.
@@ -519,27 +533,83 @@ extern "C" __global__ void __launch_bounds__(256) a8_finalize_update(const __gri
     }
 }
 
+// ---- the moments of the 8-bit paths ----
+
+// Whether all 8 gradients are finite: one integer maximum of their exponent fields.
+__device__ __forceinline__ bool a8_all_finite(const float g[8]) {
+    uint32_t e = 0;
+    for (int j = 0; j < 8; ++j) e = max(e, a8_bits(g[j]) & 0x7F800000u);
+    return e != 0x7F800000u;
+}
+
+// The new moments of a lane's 8 elements from their packed codes, and the mask of those whose
+// gradient is finite. A lane whose gradients are all finite takes them without the selects that
+// zero the moments of a non-finite one, and without building the mask element by element.
+__device__ __forceinline__ uint32_t a8_lane_moments(const a8_maps &s, const uint32_t w1[2],
+                                                    const uint32_t w2[2], float scale1,
+                                                    float scale2, const float g[8],
+                                                    const a8_scalars &k, float m[8], float v[8]) {
+    uint32_t finite = 0xFFu;
+    if (a8_all_finite(g)) {
+        for (int j = 0; j < 8; ++j)
+            a8_moments8<true>(s.q1[a8_code_at(w1, j)], s.q2[a8_code_at(w2, j)], scale1, scale2,
+                              g[j], k, m[j], v[j]);
+    } else {  // cold path: a lane with a non-finite gradient
+        finite = 0;
+        for (int j = 0; j < 8; ++j)
+            finite |= (uint32_t)a8_moments8(s.q1[a8_code_at(w1, j)], s.q2[a8_code_at(w2, j)],
+                                            scale1, scale2, g[j], k, m[j], v[j])
+                      << j;
+    }
+    return finite;
+}
+
 // ---- blockwise 8-bit (rules 1-6) ----
 
-// The codes of a block's new moments, normalised by its maxima: by reciprocal (Markstein's
-// three operations, exact where a8_divides_by_reciprocal says so) or by division.
-template <bool ByReciprocal>
+// The codes of new moments m, v from their quotients q1, q2 by the maxima; Bounded where
+// |q1| < 2, +0.0 <= q2 < 2 and neither is NaN.
+template <bool Bounded>
+__device__ __forceinline__ void a8_codes(const a8_maps &s, const float q1[8], const float q2[8],
+                                         const float m[8], uint8_t c1[8], uint8_t c2[8]) {
+    for (int j = 0; j < 8; ++j) {
+        c1[j] = a8_momentum_code<Bounded>(s.b1, q1[j], m[j]);
+        c2[j] = a8_variance_code<Bounded>(s.b2, q2[j]);
+    }
+}
+
+// The codes of a block's new moments, normalised by its maxima. Fast, where a8_bounds_codes
+// holds: by reciprocal (Markstein's three operations, exact where a8_divides_by_reciprocal says
+// so) and Bounded codes; elsewhere by division and codes for any quotient.
+template <bool Fast>
 __device__ __forceinline__ void a8_block_codes(const a8_maps &s, const float m[8], const float v[8],
                                                float mx1, float mx2, uint8_t c1[8], uint8_t c2[8]) {
     const float y1 = a8_div(1.0f, mx1), y2 = a8_div(1.0f, mx2);
+    float q1[8], q2[8];
     for (int j = 0; j < 8; ++j) {
-        const float q1 = ByReciprocal ? a8_quotient(m[j], mx1, y1) : a8_div(m[j], mx1);
-        const float q2 = ByReciprocal ? a8_quotient(v[j], mx2, y2) : a8_div(v[j], mx2);
-        c1[j] = a8_momentum_code(s.b1, q1, m[j]);
-        c2[j] = a8_variance_code(s.b2, q2);
+        q1[j] = Fast ? a8_quotient(m[j], mx1, y1) : a8_div(m[j], mx1);
+        q2[j] = Fast ? a8_quotient(v[j], mx2, y2) : a8_div(v[j], mx2);
     }
+    a8_codes<Fast>(s, q1, q2, m, c1, c2);
+}
+
+// Whether a block's quotients are in a8_block_codes' fast route: both maxima divide by
+// reciprocal, so they are finite and positive. Then no new moment is NaN (which fmaxf leaves out
+// of a maximum), and |m| <= mx1, 0 <= v <= mx2 as the Bounded codes need: m = q1 old1 beta1 +
+// (1 - beta1) g' and v = q2 old2 beta2 + (1 - beta2) g'^2 with q1 in [-1, 1] and q2 in [0, 1]
+// (the maps are fixed), old maxima in [+0, +inf] or NaN (write_state refuses negative ones), a
+// finite g' (gnorm_scale is in [0, 1]; a non-finite gradient makes m = v = +0). A NaN or
+// infinite old maximum makes every other moment of the block NaN or infinite, so the new
+// maximum is 0 or infinite; with a finite one every moment is a number, an infinite one giving
+// an infinite maximum.
+__device__ __forceinline__ bool a8_bounds_codes(float mx1, float mx2) {
+    return a8_divides_by_reciprocal(mx1) && a8_divides_by_reciprocal(mx2);
 }
 
 // One block of a warp: Full when all 256 elements lie below n and the tensor is aligned for
 // vectors, so that nothing in it branches per element (selects instead: a non-finite gradient's
 // parameter is computed and not stored).
 template <uint32_t D, bool Full, bool Variant>
-__device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_call &call,
+__device__ __forceinline__ uint32_t a8_blockwise_block(const a8_maps &s, const a8_call &call,
                                                    const a8_tensor &T, const a8_scalars &k,
                                                    const a8_rounding<Variant> &r, unsigned long long blk,
                                                    unsigned long long first, uint32_t lane,
@@ -547,17 +617,17 @@ __device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_ca
     const bool vec = T.flags & A8_VECTOR;
     float g[8], p[8], m[8], v[8];
     uint32_t graw[8], praw[8];
+    uint32_t w1[2], w2[2];
     uint8_t c1[8], c2[8];
     a8_load8<D, Full>(T.g, vec, first, T.n, g, graw);
     a8_unscale(call, g);
     a8_load8<D, Full>(T.p, vec, first, T.n, p, praw);
-    a8_load_codes<Full>(T.s1, first, T.n, c1);
-    a8_load_codes<Full>(T.s2, first, T.n, c2);
+    a8_load_codes<Full>(T.s1, first, T.n, w1);
+    a8_load_codes<Full>(T.s2, first, T.n, w2);
     const float old1 = T.a1[blk], old2 = T.a2[blk];
     float mx1 = 0.0f, mx2 = 0.0f;
-    uint32_t finite = 0;
+    uint32_t finite = a8_lane_moments(s, w1, w2, old1, old2, g, k, m, v);
     for (int j = 0; j < 8; ++j) {
-        finite |= (uint32_t)a8_moments8(s.q1[c1[j]], s.q2[c2[j]], old1, old2, g[j], k, m[j], v[j]) << j;
         if (!Full && !((valid >> j) & 1u)) m[j] = v[j] = 0.0f;  // padding: not in absmax
         mx1 = fmaxf(mx1, fabsf(m[j]));
         mx2 = fmaxf(mx2, fabsf(v[j]));
@@ -569,14 +639,14 @@ __device__ __forceinline__ void a8_blockwise_block(const a8_maps &s, const a8_ca
     // Every lane read the old absmax above; __syncwarp orders those reads before the store.
     __syncwarp();
     if (lane == 0) { T.a1[blk] = mx1; T.a2[blk] = mx2; }
-    if (a8_divides_by_reciprocal(mx1) && a8_divides_by_reciprocal(mx2))
+    if (a8_bounds_codes(mx1, mx2))
         a8_block_codes<true>(s, m, v, mx1, mx2, c1, c2);
     else
         a8_block_codes<false>(s, m, v, mx1, mx2, c1, c2);  // cold path: a block maximum out of the reciprocal's range (0 in an all-zero block)
     a8_store8<D, Full>(T.p, vec, first, T.n, p, praw, finite, r);
     a8_store_codes<Full>(T.s1, first, T.n, c1);
     a8_store_codes<Full>(T.s2, first, T.n, c2);
-    a8_count(T, blk, lane, __popc(valid & ~finite));
+    return __popc(valid & ~finite);
 }
 
 // ---- non-blockwise 8-bit (rule 10): reduction pass, finalize, update pass ----
@@ -615,11 +685,11 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
         const bool vec = T.flags & A8_VECTOR;
         float g[8], p[8];
         uint32_t raw[8];
-        uint8_t c1[8], c2[8];
+        uint32_t w1[2], w2[2];
         a8_load8<D>(T.g, vec, first, T.n, g, raw);
         a8_unscale(call, g);
-        a8_load_codes(T.s1, first, T.n, c1);
-        a8_load_codes(T.s2, first, T.n, c2);
+        a8_load_codes(T.s1, first, T.n, w1);
+        a8_load_codes(T.s2, first, T.n, w2);
         const bool unorm = T.flags & A8_UNORM;
         if (unorm) a8_load8<D>(T.p, vec, first, T.n, p, raw);
         float mx1 = 0.0f, mx2 = 0.0f;
@@ -627,7 +697,7 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
         for (int j = 0; j < 8; ++j) {
             if (!((valid >> j) & 1u)) continue;
             float m, v;
-            bool f = a8_moments8(s.q1[c1[j]], s.q2[c2[j]], T.aux->max1, T.aux->max2, g[j], k, m, v);
+            bool f = a8_moments8(s.q1[a8_code_at(w1, j)], s.q2[a8_code_at(w2, j)], T.aux->max1, T.aux->max2, g[j], k, m, v);
             mx1 = fmaxf(mx1, fabsf(m));
             mx2 = fmaxf(mx2, fabsf(v));
             if (unorm) {
@@ -646,77 +716,143 @@ __device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
     flush();
 }
 
+// What the non-blockwise update takes from a tensor's scalars, once per tensor: the decoding and
+// the new maxima's reciprocals (rule 10), the step size times max_unorm's scale, and whether
+// the quotients meet the Bounded codes' needs. They do as a8_bounds_codes argues for a block,
+// with the tensor's maxima max1, max2 (of the same moments of its valid elements, by the
+// reduction sweep) as the block maxima: finite maxima from 2^-126 on have finite reciprocals,
+// and |m| <= max1 keeps |m RN(1 / max1)| below 2.
+struct a8_dynamic_scales {
+    float dec1, dec2, recip1, recip2, step_size;
+    bool bounded;
+};
+
+__device__ __forceinline__ a8_dynamic_scales a8_dynamic_scales_of(const a8_tensor &T,
+                                                                  const a8_scalars &k) {
+    const a8_aux &a = *T.aux;
+    return {a.dec1,
+            a.dec2,
+            a8_div(1.0f, a.max1),
+            a8_div(1.0f, a.max2),
+            a.update_scale * k.step_size,
+            a.max1 >= 0x1p-126f && a8_isfinite(a.max1) && a.max2 >= 0x1p-126f && a8_isfinite(a.max2)};
+}
+
 // One block of the update sweep; Full as for a8_blockwise_block.
 template <uint32_t D, bool Full, bool Variant>
-__device__ __forceinline__ void a8_dynamic_update_block(const a8_maps &s, const a8_call &call,
-                                                        const a8_tensor &T, const a8_scalars &k,
-                                                        const a8_rounding<Variant> &r,
-                                                        unsigned long long blk,
-                                                        unsigned long long first, uint32_t lane,
-                                                        uint32_t valid) {
-    const a8_aux *a = T.aux;
-    const float step_size = a->update_scale * k.step_size;
-    const float recip1 = a8_div(1.0f, a->max1), recip2 = a8_div(1.0f, a->max2);
+__device__ __forceinline__ uint32_t a8_dynamic_update_block(const a8_dynamic_scales &c,
+                                                            const a8_maps &s, const a8_call &call,
+                                                            const a8_tensor &T, const a8_scalars &k,
+                                                            const a8_rounding<Variant> &r,
+                                                            unsigned long long blk,
+                                                            unsigned long long first, uint32_t lane,
+                                                            uint32_t valid) {
     const bool vec = T.flags & A8_VECTOR;
     float g[8], p[8];
     uint32_t graw[8], praw[8];
+    uint32_t w1[2], w2[2];
     uint8_t c1[8], c2[8];
     a8_load8<D, Full>(T.g, vec, first, T.n, g, graw);
     a8_unscale(call, g);
     a8_load8<D, Full>(T.p, vec, first, T.n, p, praw);
-    a8_load_codes<Full>(T.s1, first, T.n, c1);
-    a8_load_codes<Full>(T.s2, first, T.n, c2);
-    uint32_t finite = 0;
+    a8_load_codes<Full>(T.s1, first, T.n, w1);
+    a8_load_codes<Full>(T.s2, first, T.n, w2);
+    float m[8], v[8], q1[8], q2[8];
+    uint32_t finite = a8_lane_moments(s, w1, w2, c.dec1, c.dec2, g, k, m, v);
     for (int j = 0; j < 8; ++j) {
-        float m, v;
-        finite |= (uint32_t)a8_moments8(s.q1[c1[j]], s.q2[c2[j]], a->dec1, a->dec2, g[j], k, m, v) << j;
-        p[j] = a8_updated_param(p[j], m, v, step_size, k);
-        // Codes of padding are not stored.
-        c1[j] = a8_momentum_code(s.b1, m * recip1, m);
-        c2[j] = a8_variance_code(s.b2, v * recip2);
+        p[j] = a8_updated_param(p[j], m[j], v[j], c.step_size, k);
+        // Codes of padding are not stored; its moments, which the maxima do not bound, become 0.
+        if (!Full && !((valid >> j) & 1u)) m[j] = v[j] = 0.0f;
+        q1[j] = m[j] * c.recip1;
+        q2[j] = v[j] * c.recip2;
     }
+    if (c.bounded)
+        a8_codes<true>(s, q1, q2, m, c1, c2);
+    else
+        a8_codes<false>(s, q1, q2, m, c1, c2);  // cold path: a tensor maximum that is 0, subnormal or not finite
     finite &= valid;
     a8_store8<D, Full>(T.p, vec, first, T.n, p, praw, finite, r);
     a8_store_codes<Full>(T.s1, first, T.n, c1);
     a8_store_codes<Full>(T.s2, first, T.n, c2);
-    a8_count(T, blk, lane, __popc(valid & ~finite));
+    return __popc(valid & ~finite);
 }
 
 // ---- the two 8-bit update sweeps: their blocks in two passes ----
 
-// What a pass does with a block: a8_blockwise_block or a8_dynamic_update_block.
+// What a pass does with a tensor's blocks: a8_blockwise_block or a8_dynamic_update_block, with
+// what it computes once per tensor (`of`); a block returns its lane's non-finite count.
 struct a8_blockwise_route {
+    struct per_tensor {};
+    static __device__ __forceinline__ per_tensor of(const a8_tensor &, const a8_scalars &) {
+        return {};
+    }
     template <uint32_t D, bool Full, class... Args>
-    static __device__ __forceinline__ void block(const Args &...args) {
-        a8_blockwise_block<D, Full>(args...);
+    static __device__ __forceinline__ uint32_t block(const per_tensor &, const Args &...args) {
+        return a8_blockwise_block<D, Full>(args...);
     }
 };
 struct a8_dynamic_update_route {
+    using per_tensor = a8_dynamic_scales;
+    static __device__ __forceinline__ per_tensor of(const a8_tensor &T, const a8_scalars &k) {
+        return a8_dynamic_scales_of(T, k);
+    }
     template <uint32_t D, bool Full, class... Args>
-    static __device__ __forceinline__ void block(const Args &...args) {
-        a8_dynamic_update_block<D, Full>(args...);
+    static __device__ __forceinline__ uint32_t block(const per_tensor &c, const Args &...args) {
+        return a8_dynamic_update_block<D, Full>(c, args...);
     }
 };
 
+// The first of a warp's block indices w, w + stride, ... that is at least x.
+__device__ __forceinline__ unsigned long long a8_first_from(unsigned long long w, unsigned long long x,
+                                                            unsigned long long stride) {
+    return w >= x ? w : w + (x - w + stride - 1) / stride * stride;
+}
+
 // One pass of a warp over its blocks, doing those that take the Full route or those that do not.
 // Two passes instead of one branch per block keep the compiler from merging the routes' code.
+// A tensor's Full blocks are a prefix of its blocks (all but a partial last one, none where it
+// is not aligned for vectors), so a pass goes tensor by tensor over its part of each and steps
+// over the rest at once: per block, no search of the work list and no route test.
 template <class Route, uint32_t D, bool Stochastic, bool Full>
 __device__ __forceinline__ void a8_update_pass(const a8_batch &b, const a8_maps &s,
                                                const a8_call &call) {
     const uint32_t lane = threadIdx.x % 32;
+    const unsigned long long stride = a8_warp_count();
     a8_walk walk(b, a8_warp_id());
-    for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
+    for (unsigned long long w = a8_warp_id(); w < b.total_blocks;) {
         const a8_tensor &T = b.t[walk.owner(w)];
-        unsigned long long blk = w - T.first_block;
-        if (a8_full(T, blk) != Full) continue;
+        const unsigned long long blocks = (T.n + A8_BLOCK - 1) / A8_BLOCK;
+        const unsigned long long full = (T.flags & A8_VECTOR) ? T.n / A8_BLOCK : 0;
+        const unsigned long long end = T.first_block + (Full ? full : blocks);
         const a8_scalars &k = walk.scalars();
-        unsigned long long first = blk * A8_BLOCK + lane * 4;
-        if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
-            a8_skip(T, blk, lane);
+        w = a8_first_from(w, T.first_block + (Full ? 0 : full), stride);
+        if (w >= end) {
+            w = a8_first_from(w, T.first_block + blocks, stride);
             continue;
         }
-        Route::template block<D, Full>(s, call, T, k, a8_rounding_of<Stochastic>(T, walk.t), blk,
-                                       first, lane, Full ? 0xFFu : a8_valid(first, T.n));
+        if (call.skip) {  // cold path: a skipped call (found_inf) updates nothing
+            if (w == T.first_block) a8_skip(T, 0, lane);
+            w = a8_first_from(w, T.first_block + blocks, stride);
+            continue;
+        }
+        // The count of the warp's blocks goes out once per tensor; the step with block 0.
+        const bool first_block = w == T.first_block;
+        const typename Route::per_tensor c = Route::of(T, k);
+        unsigned long long bad = 0;
+        for (; w < end; w += stride) {
+            const unsigned long long blk = w - T.first_block;
+            const unsigned long long first = blk * A8_BLOCK + lane * 4;
+            bad += Route::template block<D, Full>(c, s, call, T, k,
+                                                  a8_rounding_of<Stochastic>(T, walk.t), blk,
+                                                  first, lane, Full ? 0xFFu : a8_valid(first, T.n));
+        }
+        // A lane's count over all the warp's blocks of the tensor: 64 bits.
+        bad = a8_warp_sum(bad);
+        if (lane == 0) {
+            a8_add_nonfinite(T.aux, a8_slot(T), bad);
+            if (first_block) a8_record_step(T.aux, a8_slot(T));
+        }
+        w = a8_first_from(w, T.first_block + blocks, stride);
     }
 }
 

@@ -227,10 +227,12 @@ A8_HD uint16_t a8_f32_to_f16_stochastic(float x, uint32_t draw) {
 
 // The code of the magnitude whose bits are u and whose bucket key is key (u >> 16, without the
 // sign bit where u may be negative; the key of a negative u, NaN and infinity land in the last
-// bucket).
+// bucket). Bounded: the caller guarantees a key below that of 2.0 (|q| < 2, not NaN), which
+// leaves the clamp from above out.
+template <bool Bounded>
 A8_HD uint32_t a8_code_of_magnitude(const uint32_t *buckets, uint32_t key, uint32_t u) {
     int b = (int)key - (int)A8_KEY_LO;
-    b = b < 0 ? 0 : b > (int)(A8_BUCKETS - 1) ? (int)(A8_BUCKETS - 1) : b;
+    b = b < 0 ? 0 : (!Bounded && b > (int)(A8_BUCKETS - 1)) ? (int)(A8_BUCKETS - 1) : b;
     const uint32_t e = buckets[b];
     return (e & 0xFFu) + (((u << 16) | 0xFFu) >= e ? 1u : 0u);
 }
@@ -243,31 +245,38 @@ A8_HD uint32_t a8_code_of_magnitude(const uint32_t *buckets, uint32_t key, uint3
 // With q's sign that of m, the rule only turns a mirrored 127 into 126; the magnitude's code c
 // is at least 127 (127 midpoints lie below +0.0), so a negative q's code is 254 - c clamped to
 // [0, 126], and a NaN q (c = 255) gives 0 for a negative m and 255 otherwise, except 1 for a
-// positive m (+inf / inf), where the rule steps up from code 0.
+// positive m (+inf / inf), where the rule steps up from code 0. Bounded (|q| < 2 and q not NaN,
+// as in a block whose maximum bounds every m): no NaN to meet, so the last step is left out.
+template <bool Bounded = false>
 A8_HD uint8_t a8_momentum_code(const uint32_t *buckets, float q, float m) {
     const uint32_t u = a8_bits(q);
-    const uint32_t c = a8_code_of_magnitude(buckets, (u >> 16) & 0x7FFFu, u);
+    const uint32_t c = a8_code_of_magnitude<Bounded>(buckets, (u >> 16) & 0x7FFFu, u);
     const int mirrored = 254 - (int)c;
     const int negative = mirrored < 0 ? 0 : mirrored > 126 ? 126 : mirrored;
     const uint32_t code = (a8_bits(m) >> 31) ? (uint32_t)negative : c;
+    if (Bounded) return (uint8_t)code;
     // A positive m has a q >= +0.0 unless q is NaN.
     return (uint8_t)(m > 0.0f && !(q >= 0.0f) ? 1u : code);
 }
 
 // State2's code: the nearest code of the unsigned map, in which no midpoint lies below +0.0, so a
-// negative x (or -0.0) is code 0, as NaN is.
+// negative x (or -0.0) is code 0, as NaN is. Bounded: the caller guarantees +0.0 <= x < 2.
+template <bool Bounded = false>
 A8_HD uint8_t a8_variance_code(const uint32_t *buckets, float x) {
     const uint32_t u = a8_bits(x);
-    const uint32_t c = a8_code_of_magnitude(buckets, u >> 16, u);
+    const uint32_t c = a8_code_of_magnitude<Bounded>(buckets, u >> 16, u);
+    if (Bounded) return (uint8_t)c;
     return (uint8_t)(u <= 0x7F800000u ? c : 0u);  // +0.0 to +inf
 }
 
 // ---- the per-element math of src/cpu/math.rs ----
 
-// New (m, v) of an 8-bit element from its decoded codes; non-finite g gives (+0, +0).
+// New (m, v) of an 8-bit element from its decoded codes; non-finite g gives (+0, +0). Finite:
+// the caller knows g is finite, so the test and the selects are left out.
+template <bool Finite = false>
 A8_HD bool a8_moments8(float q1, float q2, float scale1, float scale2, float g,
                        const a8_scalars &k, float &m_out, float &v_out) {
-    bool finite = a8_isfinite(g);
+    bool finite = Finite || a8_isfinite(g);
     float gam = g * k.gnorm_scale;
     float v = ((q2 * scale2) * k.beta2) + ((k.one_minus_beta2 * gam) * gam);
     float m = ((q1 * scale1) * k.beta1) + (k.one_minus_beta1 * gam);

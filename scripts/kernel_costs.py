@@ -1,14 +1,15 @@
 """Prints the CUDA kernels' static cost table (see scripts/kernel-costs.sh).
 
-The instructions of a sweep's persistent loop (of its loops, the one with the most code not
-marked cold: the Full route's pass) are split by the line table: those whose inline stack
-touches a source block marked "cold path" (the block a line ending in that comment opens, or
-that line itself if it opens none: the scalar code for an unaligned or partial quad, subnormal
-halves, a NaN to narrow), the calls to CUDA's out-of-line slow paths with their argument
-set-up, and the rest, the path an aligned full block takes. The loop handles 8 elements per
-lane, so hot / 8 is the issue count per element that the budget is set against. The line table
-is the compiler's: code it shares between a hot and a cold route carries one route's lines,
-which is why the sweeps keep the Full route in a pass of its own.
+The instructions of a sweep's loop over a tensor's blocks (of its loops, the one with the most
+code not marked cold, or the loop nested in it that holds most of that code: the Full route's
+pass has a loop over tensors around one over their blocks) are split by the line table: those
+whose inline stack touches a source block marked "cold path" (the block a line ending in that
+comment opens, or that line itself if it opens none: the scalar code for an unaligned or
+partial quad, subnormal halves, a NaN to narrow), the calls to CUDA's out-of-line slow paths
+with their argument set-up, and the rest, the path an aligned full block takes. The loop
+handles 8 elements per lane, so hot / 8 is the issue count per element that the budget is set
+against. The line table is the compiler's: code it shares between a hot and a cold route
+carries one route's lines, which is why the sweeps keep the Full route in a pass of its own.
 """
 import re
 import sys
@@ -119,17 +120,25 @@ def main():
         warp_regs = -(-max(regs, 1) * 32 // 256) * 256
         ctas = min(CTAS_PER_SM, THREADS_PER_SM // 256, REGS_PER_SM // (warp_regs * 8),
                    SMEM_PER_SM // (shared + SMEM_RESERVED))
-        # The persistent loop: of the loops (backward branches), the one with the most
-        # instructions from code not marked cold.
-        best, most = None, -1
+        # The loop over a tensor's blocks: of the loops (backward branches), the one with the
+        # most instructions from code not marked cold, then, while one nested in it holds most
+        # of those (more than half: the pass's loop over tensors around the one over their
+        # blocks), that.
+        loops = []
         for a, text, _ in instrs:
             m = re.search(r"BRA[^`]*`\((\.L_x_\d+)\)", text)
             if m and label_at.get(m.group(1), a + 1) < a:
                 span = (label_at[m.group(1)], a)
                 warm = sum(1 for x, _, st in instrs if span[0] <= x <= span[1]
                            and not any(l in cold.get(f, ()) for f, l in st))
-                if warm > most:
-                    best, most = span, warm
+                loops.append((warm, span))
+        best = max(loops)[1] if loops else None
+        while best:
+            inner = [(w, sp) for w, sp in loops if sp != best and best[0] <= sp[0] and sp[1] <= best[1]
+                     and 2 * w > next(x for x, y in loops if y == best)]
+            if not inner:
+                break
+            best = max(inner)[1]
         cells = ["", "", ""]
         if best and re.search(r"_(f32|f16|bf16)(_sr)?$", name):
             body = [i for i in instrs if best[0] <= i[0] <= best[1]]

@@ -691,6 +691,61 @@ fn state_reads_and_writes_on_a_cuda_handle() {
     });
 }
 
+/// The kernels take their quantizer's fast route only where the maxima bound every quotient
+/// (a8_bounds_codes, a8_bounds_dynamic_codes); written maxima that are NaN, infinite, zero,
+/// -0.0, subnormal or huge must give the CPU's codes through the general route, on both 8-bit
+/// paths, every block of a tensor meeting another mix of them.
+#[test]
+fn maxima_that_are_not_finite_zero_or_tiny_give_the_cpu_codes() {
+    on_emulator(
+        "maxima_that_are_not_finite_zero_or_tiny_give_the_cpu_codes",
+        |d| {
+            let specials = [
+                f32::NAN,
+                f32::INFINITY,
+                0.0,
+                -0.0,
+                f32::from_bits(1),
+                f32::MIN_POSITIVE,
+                1e-30,
+                f32::MAX,
+                1.0,
+            ];
+            let l = specials.len();
+            for block_wise in [true, false] {
+                let cfg = config(|c| {
+                    c.block_wise = block_wise;
+                    c.min_8bit_size = 1;
+                });
+                let specs = vec![
+                    spec(3000, BNB_DTYPE_F32, true),
+                    spec(700, BNB_DTYPE_BF16, true),
+                ];
+                let mut pair = Pair::new(&cfg, specs, 21);
+                pair.step(d);
+                let kinds = if block_wise {
+                    [BNB_ABSMAX1, BNB_ABSMAX2]
+                } else {
+                    [BNB_MAX1, BNB_MAX2]
+                };
+                for round in 0..l {
+                    for id in 0..2 {
+                        for (k, &kind) in kinds.iter().enumerate() {
+                            let len = pair.cpu.read(id, kind).len() / 4;
+                            let new: Vec<u8> = (0..len)
+                                .flat_map(|i| specials[(i + (k + 1) * round + k) % l].to_le_bytes())
+                                .collect();
+                            pair.cpu.write(id, kind, &new);
+                            pair.gpu.write(id, kind, &new);
+                        }
+                    }
+                    pair.step(d);
+                }
+            }
+        },
+    );
+}
+
 // ---- driver faults (each test is its own process: a sticky error ends its context) ----
 
 const CUDA_ERROR_OUT_OF_MEMORY: i32 = 2;

@@ -24,11 +24,16 @@ int main() {
         if (!get(count)) return 2;
         for (uint64_t r = 0; r < count; ++r) {
             switch (tag) {
-            case 1: {  // quantizer: x -> signed code of x with the sign rule by x, unsigned code
+            case 1: {  // quantizer: x -> signed code of x with the sign rule by x, unsigned code,
+                       // then both again by the Bounded codes where x meets their precondition
                 float x;
                 if (!get(x)) return 2;
                 put(a8_momentum_code(b1, x, x));
                 put(a8_variance_code(b2, x));
+                const uint32_t u = a8_bits(x);
+                put((u & 0x7FFFFFFFu) < 0x40000000u ? a8_momentum_code<true>(b1, x, x)
+                                                    : a8_momentum_code(b1, x, x));
+                put(u < 0x40000000u ? a8_variance_code<true>(b2, x) : a8_variance_code(b2, x));
                 break;
             }
             case 2: {  // conversions: u32 pattern -> f16, bf16 of it; f32 of its low 16 bits
@@ -53,6 +58,11 @@ int main() {
                 put(m8);
                 put(v8);
                 put((uint8_t)f8);
+                // The Finite variant, where g is finite (the general one's again where not).
+                float mf = m8, vf = v8;
+                if (a8_isfinite(g)) a8_moments8<true>(q1[c1], q2[c2], s1, s2, g, k, mf, vf);
+                put(mf);
+                put(vf);
                 put(a8_updated_param(p, m8, v8, k.step_size, k));
                 put(a8_unorm_term(m8, v8, k));
                 // codes after the blockwise normalisation (a division by the scale)
@@ -83,13 +93,18 @@ int main() {
                 put(scale);
                 break;
             }
-            case 5: {  // a block's quantizer division: value, absmax -> both codes
+            case 5: {  // a block's quantizer division: value, absmax -> both codes, as
+                       // a8_block_codes takes them (fast where the absmax bounds the value)
                 float a, b;
                 if (!(get(a) && get(b))) return 2;
                 const float y = a8_div(1.0f, b), abs_a = a < 0 ? -a : a;
-                const bool rcp = a8_divides_by_reciprocal(b);
-                put(a8_momentum_code(b1, rcp ? a8_quotient(a, b, y) : a8_div(a, b), a));
-                put(a8_variance_code(b2, rcp ? a8_quotient(abs_a, b, y) : a8_div(abs_a, b)));
+                if (a8_divides_by_reciprocal(b) && abs_a <= b) {
+                    put(a8_momentum_code<true>(b1, a8_quotient(a, b, y), a));
+                    put(a8_variance_code<true>(b2, a8_quotient(abs_a, b, y)));
+                } else {
+                    put(a8_momentum_code(b1, a8_div(a, b), a));
+                    put(a8_variance_code(b2, a8_div(abs_a, b)));
+                }
                 break;
             }
             case 6: {  // rule 19: key, counter -> Philox4x32-10; x, draw -> fp16, bf16
