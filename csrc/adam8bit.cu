@@ -651,69 +651,53 @@ __device__ __forceinline__ uint32_t a8_blockwise_block(const a8_maps &s, const a
 
 // ---- non-blockwise 8-bit (rule 10): reduction pass, finalize, update pass ----
 
-template <uint32_t D>
-__device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
-    const a8_call call = a8_call_of(b);
-    if (call.skip) return;
-    __shared__ a8_maps s;
-    a8_stage_maps(s, b.maps);
-    const uint32_t lane = threadIdx.x % 32;
-    a8_walk walk(b, a8_warp_id());
-    // The warp's maxima of the tensor it is in, flushed (one atomicMax per state) when it moves
-    // to another tensor and at the end, instead of once per block on one address.
-    uint32_t held = b.count;
-    float wmx1 = 0.0f, wmx2 = 0.0f;
-    auto flush = [&]() {
-        if (held == b.count || lane != 0) return;
-        const a8_tensor &H = b.t[held];
-        // Non-negative floats order like their bit patterns, so an integer max is exact.
-        atomicMax(&H.aux->new_max1[a8_slot(H)], __float_as_uint(wmx1));
-        atomicMax(&H.aux->new_max2[a8_slot(H)], __float_as_uint(wmx2));
-    };
-    for (unsigned long long w = a8_warp_id(); w < b.total_blocks; w += a8_warp_count()) {
-        const uint32_t owner = walk.owner(w);
-        if (owner != held) {
-            flush();
-            held = owner;
-            wmx1 = wmx2 = 0.0f;
-        }
-        const a8_tensor &T = b.t[owner];
-        const a8_scalars &k = walk.scalars();
-        unsigned long long blk = w - T.first_block;
-        unsigned long long first = blk * A8_BLOCK + lane * 4;
-        const uint32_t valid = a8_valid(first, T.n);
-        const bool vec = T.flags & A8_VECTOR;
-        float g[8], p[8];
-        uint32_t raw[8];
-        uint32_t w1[2], w2[2];
-        a8_load8<D>(T.g, vec, first, T.n, g, raw);
-        a8_unscale(call, g);
-        a8_load_codes(T.s1, first, T.n, w1);
-        a8_load_codes(T.s2, first, T.n, w2);
-        const bool unorm = T.flags & A8_UNORM;
-        if (unorm) a8_load8<D>(T.p, vec, first, T.n, p, raw);
-        float mx1 = 0.0f, mx2 = 0.0f;
-        double us = 0.0, ps = 0.0;
-        for (int j = 0; j < 8; ++j) {
-            if (!((valid >> j) & 1u)) continue;
-            float m, v;
-            bool f = a8_moments8(s.q1[a8_code_at(w1, j)], s.q2[a8_code_at(w2, j)], T.aux->max1, T.aux->max2, g[j], k, m, v);
-            mx1 = fmaxf(mx1, fabsf(m));
-            mx2 = fmaxf(mx2, fabsf(v));
-            if (unorm) {
-                if (f) us += a8_unorm_term(m, v, k);
-                ps += (double)p[j] * (double)p[j];
-            }
-        }
-        wmx1 = fmaxf(wmx1, a8_warp_max(mx1));
-        wmx2 = fmaxf(wmx2, a8_warp_max(mx2));
-        if (unorm) {
-            us = a8_warp_sum(us);
-            ps = a8_warp_sum(ps);
-            if (lane == 0) { T.partial[2 * blk] = us; T.partial[2 * blk + 1] = ps; }
-        }
+// What the reduction sweep takes from a tensor, once: the maxima its codes decode with (this
+// call's old ones) and whether max_unorm wants the block's sums.
+struct a8_dynamic_decode {
+    float max1, max2;
+    bool unorm;
+};
+
+// A lane's maxima of |m| and |v| over the warp's blocks of a tensor: fmaxf from +0.0 leaves NaN
+// out, in any order, so one warp maximum per tensor gives what one per block did.
+struct a8_maxima {
+    float mx1, mx2;
+};
+
+// One block of the reduction sweep: its new moments into the lane's maxima and, for max_unorm,
+// the block's sums of squared updates (of finite gradients) and parameters, in element order.
+template <uint32_t D, bool Full, bool Variant>
+__device__ __forceinline__ void a8_dynamic_reduce_block(const a8_dynamic_decode &c, a8_maxima &acc,
+                                                        const a8_maps &s, const a8_call &call,
+                                                        const a8_tensor &T, const a8_scalars &k,
+                                                        const a8_rounding<Variant> &,
+                                                        unsigned long long blk,
+                                                        unsigned long long first, uint32_t lane,
+                                                        uint32_t valid) {
+    const bool vec = T.flags & A8_VECTOR;
+    float g[8], p[8], m[8], v[8];
+    uint32_t raw[8], w1[2], w2[2];
+    a8_load8<D, Full>(T.g, vec, first, T.n, g, raw);
+    a8_unscale(call, g);
+    a8_load_codes<Full>(T.s1, first, T.n, w1);
+    a8_load_codes<Full>(T.s2, first, T.n, w2);
+    const uint32_t finite = a8_lane_moments(s, w1, w2, c.max1, c.max2, g, k, m, v);
+    for (int j = 0; j < 8; ++j) {
+        if (!Full && !((valid >> j) & 1u)) continue;  // padding: not in the maxima
+        acc.mx1 = fmaxf(acc.mx1, fabsf(m[j]));
+        acc.mx2 = fmaxf(acc.mx2, fabsf(v[j]));
     }
-    flush();
+    if (!c.unorm) return;
+    a8_load8<D, Full>(T.p, vec, first, T.n, p, raw);
+    double us = 0.0, ps = 0.0;
+    for (int j = 0; j < 8; ++j) {
+        if (!((valid >> j) & 1u)) continue;
+        if ((finite >> j) & 1u) us += a8_unorm_term(m[j], v[j], k);
+        ps += (double)p[j] * (double)p[j];
+    }
+    us = a8_warp_sum(us);
+    ps = a8_warp_sum(ps);
+    if (lane == 0) { T.partial[2 * blk] = us; T.partial[2 * blk + 1] = ps; }
 }
 
 // What the non-blockwise update takes from a tensor's scalars, once per tensor: the decoding and
@@ -777,35 +761,69 @@ __device__ __forceinline__ uint32_t a8_dynamic_update_block(const a8_dynamic_sca
     return __popc(valid & ~finite);
 }
 
-// ---- the two 8-bit update sweeps: their blocks in two passes ----
+// ---- the 8-bit sweeps (the updates and the non-blockwise reduction): their blocks in two passes ----
 
-// What a pass does with a tensor's blocks: a8_blockwise_block or a8_dynamic_update_block, with
-// what it computes once per tensor (`of`); a block returns its lane's non-finite count.
-struct a8_blockwise_route {
+// What a pass does with a tensor's blocks: what it computes once per tensor (`of`), the block
+// (a8_blockwise_block, a8_dynamic_update_block, a8_dynamic_reduce_block), what a lane gathers
+// over the warp's blocks of the tensor (`acc`), and what the warp does with that after its last
+// one (`finish`; first_block: the warp did the tensor's block 0).
+struct a8_update_route {
+    using acc = unsigned long long;  // the lane's non-finite gradients
+    static __device__ __forceinline__ void finish(const a8_tensor &T, acc bad, uint32_t lane,
+                                                  bool first_block) {
+        bad = a8_warp_sum(bad);
+        if (lane != 0) return;
+        a8_add_nonfinite(T.aux, a8_slot(T), bad);
+        if (first_block) a8_record_step(T.aux, a8_slot(T));
+    }
+};
+struct a8_blockwise_route : a8_update_route {
     struct per_tensor {};
     static __device__ __forceinline__ per_tensor of(const a8_tensor &, const a8_scalars &) {
         return {};
     }
     template <uint32_t D, bool Full, class... Args>
-    static __device__ __forceinline__ uint32_t block(const per_tensor &, const Args &...args) {
-        return a8_blockwise_block<D, Full>(args...);
+    static __device__ __forceinline__ void block(const per_tensor &, acc &bad, const Args &...args) {
+        bad += a8_blockwise_block<D, Full>(args...);
     }
 };
-struct a8_dynamic_update_route {
+struct a8_dynamic_update_route : a8_update_route {
     using per_tensor = a8_dynamic_scales;
     static __device__ __forceinline__ per_tensor of(const a8_tensor &T, const a8_scalars &k) {
         return a8_dynamic_scales_of(T, k);
     }
     template <uint32_t D, bool Full, class... Args>
-    static __device__ __forceinline__ uint32_t block(const per_tensor &c, const Args &...args) {
-        return a8_dynamic_update_block<D, Full>(c, args...);
+    static __device__ __forceinline__ void block(const per_tensor &c, acc &bad, const Args &...args) {
+        bad += a8_dynamic_update_block<D, Full>(c, args...);
+    }
+};
+struct a8_dynamic_reduce_route {
+    using per_tensor = a8_dynamic_decode;
+    using acc = a8_maxima;
+    static __device__ __forceinline__ per_tensor of(const a8_tensor &T, const a8_scalars &) {
+        return {T.aux->max1, T.aux->max2, (T.flags & A8_UNORM) != 0};
+    }
+    template <uint32_t D, bool Full, class... Args>
+    static __device__ __forceinline__ void block(const per_tensor &c, acc &a, const Args &...args) {
+        a8_dynamic_reduce_block<D, Full>(c, a, args...);
+    }
+    // Non-negative floats order like their bit patterns, so an integer max is exact.
+    static __device__ __forceinline__ void finish(const a8_tensor &T, const acc &a, uint32_t lane,
+                                                  bool) {
+        const float mx1 = a8_warp_max(a.mx1), mx2 = a8_warp_max(a.mx2);
+        if (lane != 0) return;
+        atomicMax(&T.aux->new_max1[a8_slot(T)], __float_as_uint(mx1));
+        atomicMax(&T.aux->new_max2[a8_slot(T)], __float_as_uint(mx2));
     }
 };
 
-// The first of a warp's block indices w, w + stride, ... that is at least x.
+// The first of a warp's block indices w, w + stride, ... that is at least x. Most steps are of
+// one stride (past a partial last block, or a tensor smaller than the grid), without a division.
 __device__ __forceinline__ unsigned long long a8_first_from(unsigned long long w, unsigned long long x,
                                                             unsigned long long stride) {
-    return w >= x ? w : w + (x - w + stride - 1) / stride * stride;
+    if (w >= x) return w;
+    const unsigned long long d = x - w;
+    return w + (d <= stride ? stride : (d + stride - 1) / stride * stride);
 }
 
 // One pass of a warp over its blocks, doing those that take the Full route or those that do not.
@@ -814,7 +832,7 @@ __device__ __forceinline__ unsigned long long a8_first_from(unsigned long long w
 // is not aligned for vectors), so a pass goes tensor by tensor over its part of each and steps
 // over the rest at once: per block, no search of the work list and no route test.
 template <class Route, uint32_t D, bool Stochastic, bool Full>
-__device__ __forceinline__ void a8_update_pass(const a8_batch &b, const a8_maps &s,
+__device__ __forceinline__ void a8_block_pass(const a8_batch &b, const a8_maps &s,
                                                const a8_call &call) {
     const uint32_t lane = threadIdx.x % 32;
     const unsigned long long stride = a8_warp_count();
@@ -835,34 +853,35 @@ __device__ __forceinline__ void a8_update_pass(const a8_batch &b, const a8_maps 
             w = a8_first_from(w, T.first_block + blocks, stride);
             continue;
         }
-        // The count of the warp's blocks goes out once per tensor; the step with block 0.
         const bool first_block = w == T.first_block;
         const typename Route::per_tensor c = Route::of(T, k);
-        unsigned long long bad = 0;
+        typename Route::acc acc = {};
         for (; w < end; w += stride) {
             const unsigned long long blk = w - T.first_block;
             const unsigned long long first = blk * A8_BLOCK + lane * 4;
-            bad += Route::template block<D, Full>(c, s, call, T, k,
-                                                  a8_rounding_of<Stochastic>(T, walk.t), blk,
-                                                  first, lane, Full ? 0xFFu : a8_valid(first, T.n));
+            Route::template block<D, Full>(c, acc, s, call, T, k,
+                                           a8_rounding_of<Stochastic>(T, walk.t), blk, first, lane,
+                                           Full ? 0xFFu : a8_valid(first, T.n));
         }
-        // A lane's count over all the warp's blocks of the tensor: 64 bits.
-        bad = a8_warp_sum(bad);
-        if (lane == 0) {
-            a8_add_nonfinite(T.aux, a8_slot(T), bad);
-            if (first_block) a8_record_step(T.aux, a8_slot(T));
-        }
+        Route::finish(T, acc, lane, first_block);
         w = a8_first_from(w, T.first_block + blocks, stride);
     }
 }
 
 template <class Route, uint32_t D, bool Stochastic>
-__device__ __forceinline__ void a8_update_sweep(const a8_batch &b) {
+__device__ __forceinline__ void a8_block_sweep(const a8_batch &b) {
     const a8_call call = a8_call_of(b);
     __shared__ a8_maps s;
     a8_stage_maps(s, b.maps);
-    a8_update_pass<Route, D, Stochastic, true>(b, s, call);
-    a8_update_pass<Route, D, Stochastic, false>(b, s, call);  // cold path: partial last blocks, tensors not aligned for vectors
+    a8_block_pass<Route, D, Stochastic, true>(b, s, call);
+    a8_block_pass<Route, D, Stochastic, false>(b, s, call);  // cold path: partial last blocks, tensors not aligned for vectors
+}
+
+// The non-blockwise reduction sweep: a skipped call has nothing to reduce.
+template <uint32_t D>
+__device__ __forceinline__ void a8_dynamic_reduce_sweep(const a8_batch &b) {
+    if (a8_call_of(b).skip) return;
+    a8_block_sweep<a8_dynamic_reduce_route, D, false>(b);
 }
 
 // ---- 32-bit (rule 9): optional reduction for max_unorm, then the update ----
@@ -946,20 +965,20 @@ __device__ __forceinline__ void a8_fp32_update_sweep(const a8_batch &b) {
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f32(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_f16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_F16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_grad_norm_bf16(const __grid_constant__ a8_batch b) { a8_grad_norm_sweep<A8_BF16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f32(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_F32, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_F16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_F16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f32(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_blockwise_route, A8_F32, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_blockwise_route, A8_F16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_f16_sr(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_blockwise_route, A8_F16, true>(b); }
 // Without a minimum of 2 CTAs, ptxas gives this one 80 registers and an 8-byte spill (nvcc 13.0).
-extern "C" __global__ void __launch_bounds__(256, 2) a8_blockwise_bf16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_BF16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_blockwise_bf16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_blockwise_route, A8_BF16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256, 2) a8_blockwise_bf16(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_blockwise_route, A8_BF16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_blockwise_bf16_sr(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_blockwise_route, A8_BF16, true>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f32(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_f16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_F16>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_dynamic_reduce_bf16(const __grid_constant__ a8_batch b) { a8_dynamic_reduce_sweep<A8_BF16>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f32(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_F32, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_F16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_F16, true>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_BF16, false>(b); }
-extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16_sr(const __grid_constant__ a8_batch b) { a8_update_sweep<a8_dynamic_update_route, A8_BF16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f32(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_dynamic_update_route, A8_F32, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_dynamic_update_route, A8_F16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_f16_sr(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_dynamic_update_route, A8_F16, true>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_dynamic_update_route, A8_BF16, false>(b); }
+extern "C" __global__ void __launch_bounds__(256) a8_dynamic_update_bf16_sr(const __grid_constant__ a8_batch b) { a8_block_sweep<a8_dynamic_update_route, A8_BF16, true>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f32(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F32>(b); }
 extern "C" __global__ void __launch_bounds__(256) a8_fp32_reduce_f16(const __grid_constant__ a8_batch b) { a8_fp32_reduce_sweep<A8_F16>(b); }
 // Without a minimum of 3 CTAs, ptxas gives this one 64 registers and a 4-byte spill (nvcc 13.0).

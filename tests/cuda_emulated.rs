@@ -692,7 +692,7 @@ fn state_reads_and_writes_on_a_cuda_handle() {
 }
 
 /// The kernels take their quantizer's fast route only where the maxima bound every quotient
-/// (a8_bounds_codes, a8_bounds_dynamic_codes); written maxima that are NaN, infinite, zero,
+/// (a8_bounds_codes, a8_dynamic_scales_of); written maxima that are NaN, infinite, zero,
 /// -0.0, subnormal or huge must give the CPU's codes through the general route, on both 8-bit
 /// paths, every block of a tensor meeting another mix of them.
 #[test]

@@ -583,10 +583,12 @@ fn quantizer_division_by_the_reciprocal_gives_the_division_codes() {
     let out = run(5, pairs.len(), &records);
     let mut o = Out(&out);
     for &(a, b) in &pairs {
-        let (s, u) = (o.u8(), o.u8());
         let (want_s, want_u) = codes(a, a / b, a.abs() / b);
-        assert_eq!(s, want_s, "signed code of {a:e} / {b:e}");
-        assert_eq!(u, want_u, "unsigned code of |{a:e}| / {b:e}");
+        for route in ["kernel", "reciprocal"] {
+            let (s, u) = (o.u8(), o.u8());
+            assert_eq!(s, want_s, "{route}: signed code of {a:e} / {b:e}");
+            assert_eq!(u, want_u, "{route}: unsigned code of |{a:e}| / {b:e}");
+        }
     }
 }
 

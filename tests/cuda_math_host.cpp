@@ -94,17 +94,22 @@ int main() {
                 break;
             }
             case 5: {  // a block's quantizer division: value, absmax -> both codes, as
-                       // a8_block_codes takes them (fast where the absmax bounds the value)
+                       // a8_block_codes takes them (fast where the absmax bounds the value),
+                       // then both from the reciprocal's quotient wherever that is exact
                 float a, b;
                 if (!(get(a) && get(b))) return 2;
                 const float y = a8_div(1.0f, b), abs_a = a < 0 ? -a : a;
-                if (a8_divides_by_reciprocal(b) && abs_a <= b) {
+                const bool rcp = a8_divides_by_reciprocal(b);
+                if (rcp && abs_a <= b) {
                     put(a8_momentum_code<true>(b1, a8_quotient(a, b, y), a));
                     put(a8_variance_code<true>(b2, a8_quotient(abs_a, b, y)));
                 } else {
                     put(a8_momentum_code(b1, a8_div(a, b), a));
                     put(a8_variance_code(b2, a8_div(abs_a, b)));
                 }
+                // The general codes of the quotient by reciprocal, wherever that is exact.
+                put(a8_momentum_code(b1, rcp ? a8_quotient(a, b, y) : a8_div(a, b), a));
+                put(a8_variance_code(b2, rcp ? a8_quotient(abs_a, b, y) : a8_div(abs_a, b)));
                 break;
             }
             case 6: {  // rule 19: key, counter -> Philox4x32-10; x, draw -> fp16, bf16
