@@ -64,10 +64,10 @@ __device__ __forceinline__ uint32_t a8_valid(unsigned long long first, unsigned 
     return ((1u << k0) - 1u) | (((1u << k1) - 1u) << 4);
 }
 
-// Whether block blk of T takes the Full route: all 256 elements lie below n (only a tensor's
-// last block can be partial, so the warp agrees) and the tensor is aligned for vectors.
-__device__ __forceinline__ bool a8_full(const a8_tensor &T, unsigned long long blk) {
-    return (blk + 1) * A8_BLOCK <= T.n && (T.flags & A8_VECTOR);
+// How many of T's blocks take the Full route, a prefix of them: those whose 256 elements all
+// lie below n (all but a partial last one), where the tensor is aligned for vectors; else none.
+__device__ __forceinline__ unsigned long long a8_full_blocks(const a8_tensor &T) {
+    return (T.flags & A8_VECTOR) ? T.n / A8_BLOCK : 0;
 }
 
 // ---- loads and stores of a lane's 8 elements ----
@@ -728,9 +728,9 @@ __device__ __forceinline__ uint32_t a8_dynamic_update_block(const a8_dynamic_sca
                                                             const a8_maps &s, const a8_call &call,
                                                             const a8_tensor &T, const a8_scalars &k,
                                                             const a8_rounding<Variant> &r,
-                                                            unsigned long long blk,
-                                                            unsigned long long first, uint32_t lane,
-                                                            uint32_t valid) {
+                                                            unsigned long long /* blk */,
+                                                            unsigned long long first,
+                                                            uint32_t /* lane */, uint32_t valid) {
     const bool vec = T.flags & A8_VECTOR;
     float g[8], p[8];
     uint32_t graw[8], praw[8];
@@ -828,9 +828,9 @@ __device__ __forceinline__ unsigned long long a8_first_from(unsigned long long w
 
 // One pass of a warp over its blocks, doing those that take the Full route or those that do not.
 // Two passes instead of one branch per block keep the compiler from merging the routes' code.
-// A tensor's Full blocks are a prefix of its blocks (all but a partial last one, none where it
-// is not aligned for vectors), so a pass goes tensor by tensor over its part of each and steps
-// over the rest at once: per block, no search of the work list and no route test.
+// A tensor's Full blocks are a prefix of its blocks (a8_full_blocks), so a pass goes tensor by
+// tensor over its part of each and steps over the rest at once: per block, no search of the work
+// list and no route test.
 template <class Route, uint32_t D, bool Stochastic, bool Full>
 __device__ __forceinline__ void a8_block_pass(const a8_batch &b, const a8_maps &s,
                                                const a8_call &call) {
@@ -840,7 +840,7 @@ __device__ __forceinline__ void a8_block_pass(const a8_batch &b, const a8_maps &
     for (unsigned long long w = a8_warp_id(); w < b.total_blocks;) {
         const a8_tensor &T = b.t[walk.owner(w)];
         const unsigned long long blocks = (T.n + A8_BLOCK - 1) / A8_BLOCK;
-        const unsigned long long full = (T.flags & A8_VECTOR) ? T.n / A8_BLOCK : 0;
+        const unsigned long long full = a8_full_blocks(T);
         const unsigned long long end = T.first_block + (Full ? full : blocks);
         const a8_scalars &k = walk.scalars();
         w = a8_first_from(w, T.first_block + (Full ? 0 : full), stride);
@@ -855,12 +855,12 @@ __device__ __forceinline__ void a8_block_pass(const a8_batch &b, const a8_maps &
         }
         const bool first_block = w == T.first_block;
         const typename Route::per_tensor c = Route::of(T, k);
+        const auto r = a8_rounding_of<Stochastic>(T, walk.t);
         typename Route::acc acc = {};
         for (; w < end; w += stride) {
             const unsigned long long blk = w - T.first_block;
             const unsigned long long first = blk * A8_BLOCK + lane * 4;
-            Route::template block<D, Full>(c, acc, s, call, T, k,
-                                           a8_rounding_of<Stochastic>(T, walk.t), blk, first, lane,
+            Route::template block<D, Full>(c, acc, s, call, T, k, r, blk, first, lane,
                                            Full ? 0xFFu : a8_valid(first, T.n));
         }
         Route::finish(T, acc, lane, first_block);

@@ -133,21 +133,23 @@ A8_HD uint16_t a8_f32_to_f16(float x) {
 
 // Two values that are not NaN, rounded to nearest even and packed with `lo` in the low half: a
 // quad's store takes them in pairs, on the device one cvt.rn.{bf16x2,f16x2}.f32 per pair.
+A8_HD uint32_t a8_pack_halves(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+
 A8_HD uint32_t a8_f32x2_to_bf16x2(float lo, float hi) {
 #ifdef __CUDA_ARCH__
     const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return (uint32_t)__bfloat16_as_ushort(h.x) | ((uint32_t)__bfloat16_as_ushort(h.y) << 16);
+    return a8_pack_halves(__bfloat16_as_ushort(h.x), __bfloat16_as_ushort(h.y));
 #else
-    return (uint32_t)a8_f32_to_bf16(lo) | ((uint32_t)a8_f32_to_bf16(hi) << 16);
+    return a8_pack_halves(a8_f32_to_bf16(lo), a8_f32_to_bf16(hi));
 #endif
 }
 
 A8_HD uint32_t a8_f32x2_to_f16x2(float lo, float hi) {
 #ifdef __CUDA_ARCH__
     const __half2 h = __floats2half2_rn(lo, hi);
-    return (uint32_t)__half_as_ushort(h.x) | ((uint32_t)__half_as_ushort(h.y) << 16);
+    return a8_pack_halves(__half_as_ushort(h.x), __half_as_ushort(h.y));
 #else
-    return (uint32_t)a8_f32_to_f16(lo) | ((uint32_t)a8_f32_to_f16(hi) << 16);
+    return a8_pack_halves(a8_f32_to_f16(lo), a8_f32_to_f16(hi));
 #endif
 }
 

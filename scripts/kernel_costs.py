@@ -132,13 +132,13 @@ def main():
                 warm = sum(1 for x, _, st in instrs if span[0] <= x <= span[1]
                            and not any(l in cold.get(f, ()) for f, l in st))
                 loops.append((warm, span))
-        best = max(loops)[1] if loops else None
+        warm, best = max(loops) if loops else (0, None)
         while best:
-            inner = [(w, sp) for w, sp in loops if sp != best and best[0] <= sp[0] and sp[1] <= best[1]
-                     and 2 * w > next(x for x, y in loops if y == best)]
+            inner = [(w, sp) for w, sp in loops
+                     if sp != best and best[0] <= sp[0] and sp[1] <= best[1] and 2 * w > warm]
             if not inner:
                 break
-            best = max(inner)[1]
+            warm, best = max(inner)
         cells = ["", "", ""]
         if best and re.search(r"_(f32|f16|bf16)(_sr)?$", name):
             body = [i for i in instrs if best[0] <= i[0] <= best[1]]
